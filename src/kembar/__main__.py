@@ -1,0 +1,3 @@
+from kembar.cli.main import main
+
+main()

@@ -1,0 +1,203 @@
+"""``kembar disk``: the replicated disk's verbs, as ``drbdadm`` has them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import click
+
+from kembar.config import ClusterConfig, config_path, identify_node, load_cluster
+from kembar.disk.backing import backing_size
+from kembar.disk.client import DiskClient, default_run_dir
+from kembar.disk.control import socket_path
+from kembar.disk.meta import MetaStore
+from kembar.disk.status import format_status
+from kembar.errors import DaemonNotRunning, KembarError
+
+DISK = click.argument("disk", metavar="DISK")
+
+
+@dataclass
+class Ctx:
+    config: str | None
+    node: str | None
+    run_dir: str
+
+    def load(self) -> tuple[ClusterConfig, str]:
+        cfg = load_cluster(config_path(self.config))
+        return cfg, identify_node(cfg, self.node)
+
+    def client(self, disk: str, timeout: float | None = None) -> DiskClient:
+        return DiskClient(disk, self.run_dir, timeout=timeout)
+
+
+@click.group()
+@click.option("-c", "--config", metavar="PATH", envvar="KEMBAR_CONFIG",
+              help="Cluster file (default $KEMBAR_CONFIG or /etc/kembar/cluster.toml).")
+@click.option("--node", metavar="NAME", envvar="KEMBAR_NODE",
+              help="Which node this is (default: from the hostname).")
+@click.option("--run-dir", metavar="DIR", envvar="KEMBAR_RUN_DIR", default=None,
+              help="Where sockets, pid files and logs live (default /run/kembar).")
+@click.pass_context
+def disk(ctx: click.Context, config: str | None, node: str | None, run_dir: str | None) -> None:
+    """Replicated disks (the DRBD part)."""
+    ctx.obj = Ctx(config, node, run_dir or default_run_dir())
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@disk.command("create-md")
+@DISK
+@click.option("--force", is_flag=True, help="Overwrite existing metadata.")
+@pass_ctx
+def create_md(c: Ctx, disk: str, force: bool) -> None:
+    """Write fresh metadata beside the backing store (both nodes, before the first up)."""
+    cfg, node = c.load()
+    host = cfg.disk(disk).local(node)
+    size = backing_size(host.backing) // 4096 * 4096
+    if size == 0:
+        raise KembarError(f"backing store {host.backing} is smaller than 4 KiB")
+    os.makedirs(os.path.dirname(host.meta), exist_ok=True)
+    MetaStore(host.meta).create(disk, node, size, force=force)
+    for leftover in (host.meta + ".al",):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    click.echo(f"{disk}: metadata created at {host.meta} ({size} bytes of data, Inconsistent)")
+
+
+@disk.command()
+@DISK
+@pass_ctx
+def up(c: Ctx, disk: str) -> None:
+    """Start the disk process in the background; returns once it is listening."""
+    cfg, node = c.load()
+    dcfg = cfg.disk(disk)
+    host = dcfg.local(node)
+    MetaStore(host.meta).load(expect_disk=disk, expect_node=node)  # clear errors up front
+    os.makedirs(c.run_dir, mode=0o700, exist_ok=True)
+    try:
+        with c.client(disk, timeout=2):
+            raise KembarError(f"{disk} is already up on {node}")
+    except DaemonNotRunning:
+        pass
+    logfile = os.path.join(c.run_dir, f"{disk}.log")
+    cmd = [sys.executable, "-m", "kembar.disk.daemon", "--disk", disk, "--node", node,
+           "--config", str(cfg.source), "--run-dir", c.run_dir]
+    with open(logfile, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise KembarError(f"{disk}: the disk process exited ({proc.returncode}): "
+                              f"{_tail(logfile)}")
+        if os.path.exists(socket_path(c.run_dir, disk)):
+            try:
+                with c.client(disk, timeout=5) as cl:
+                    st = cl.status()
+                click.echo(f"{disk}: up on {node} (pid {proc.pid}), {st['disk_state']}, "
+                           f"{st['peer']['connection']}")
+                return
+            except DaemonNotRunning:
+                pass
+        time.sleep(0.05)
+    raise KembarError(f"{disk}: the disk process did not answer within 20s; see {logfile}")
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            lines = [ln.strip() for ln in fh.readlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
+
+
+@disk.command()
+@DISK
+@pass_ctx
+def down(c: Ctx, disk: str) -> None:
+    """Stop the disk process cleanly (demotes, disconnects, saves metadata)."""
+    pidfile = os.path.join(c.run_dir, f"{disk}.pid")
+    try:
+        with open(pidfile) as fh:
+            pid = int(fh.read().strip())
+    except (OSError, ValueError):
+        pid = 0
+    with c.client(disk) as cl:
+        cl.control("down")
+    deadline = time.monotonic() + 30
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if not os.path.exists(pidfile):
+            break
+        time.sleep(0.05)
+    click.echo(f"{disk}: down")
+
+
+def _verb(name: str, help_text: str, **flags: str) -> None:
+    def run(c: Ctx, disk: str, **kw: bool) -> None:
+        with c.client(disk) as cl:
+            click.echo(cl.control(name, **kw))
+
+    cmd = pass_ctx(run)
+    cmd = DISK(cmd)
+    for flag, fhelp in flags.items():
+        cmd = click.option(f"--{flag.replace('_', '-')}", flag, is_flag=True, help=fhelp)(cmd)
+    disk.command(name, help=help_text)(cmd)
+
+
+_verb("primary", "Promote to Primary (refused for Inconsistent/Outdated data).",
+      force="Promote even Inconsistent data; on a fresh disk starts the full initial sync.")
+_verb("secondary", "Demote to Secondary.")
+_verb("connect", "Connect to the peer (again).",
+      discard_my_data="In a split brain, make this node the sync target.")
+_verb("disconnect", "Drop the connection and stay StandAlone.")
+
+
+@disk.command()
+@DISK
+@pass_ctx
+def verify(c: Ctx, disk: str) -> None:
+    """Online verify: compare digests of every block with the peer; mark differences."""
+    with c.client(disk) as cl:
+        r = cl.control("verify")
+    click.echo(f"{disk}: verify done: {r['out_of_sync_blocks']} blocks "
+               f"({r['out_of_sync_bytes'] // 1024} KiB) out of sync in {r['seconds']}s"
+               + ("; `disconnect` then `connect` resyncs them" if r["out_of_sync_blocks"] else ""))
+
+
+@disk.command()
+@click.argument("disk", metavar="DISK", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(c: Ctx, disk: str | None, as_json: bool) -> None:
+    """Role, connection, disk states, sync progress and counters."""
+    if disk is None:
+        cfg, _ = c.load()
+        names = sorted(cfg.disks)
+    else:
+        names = [disk]
+    out = []
+    for name in names:
+        try:
+            with c.client(name, timeout=10) as cl:
+                out.append(cl.status())
+        except DaemonNotRunning:
+            if disk is not None:
+                raise
+            out.append({"disk": name, "down": True})
+    if as_json:
+        click.echo(json.dumps(out[0] if disk else out, indent=2))
+        return
+    for st in out:
+        click.echo(f"{st['disk']}: not up" if st.get("down") else format_status(st))

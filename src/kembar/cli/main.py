@@ -1,0 +1,51 @@
+"""The ``kembar`` command: one click group per part, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kembar import __version__
+from kembar.errors import KembarError
+
+
+class KembarGroup(click.Group):
+    """A click group that turns kembar errors into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KembarError as exc:
+            click.echo(f"kembar: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=KembarGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kembar")
+def cli() -> None:
+    """kembar: a two-node high-availability cluster for web servers.
+
+    A DRBD-style replicated disk (`kembar disk`) keeps the site's data on both
+    nodes; the cluster daemon moves the virtual IP, the disk, the filesystem and
+    the services to the surviving node.
+    """
+
+
+def _register() -> None:
+    from kembar.cli import config as config_cli
+    from kembar.cli import disk as disk_cli
+
+    cli.add_command(config_cli.config)
+    cli.add_command(disk_cli.disk)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="kembar")
+
+
+if __name__ == "__main__":
+    main()

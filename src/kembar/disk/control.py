@@ -1,0 +1,131 @@
+"""The disk process's Unix socket: control verbs (JSON) and data I/O, root only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import struct
+from typing import Any, Awaitable, Callable
+
+from kembar.disk.ctlproto import ERROR, MAX_REQUEST, OK, REP, REQ, Op
+from kembar.disk.engine import Engine
+from kembar.errors import KembarError
+
+log = logging.getLogger("kembar.disk.control")
+
+
+def socket_path(run_dir: str, disk: str) -> str:
+    return os.path.join(run_dir, f"{disk}.sock")
+
+
+class ControlServer:
+    def __init__(self, engine: Engine, path: str, on_down: Callable[[], None]) -> None:
+        self.engine = engine
+        self.path = path
+        self.on_down = on_down
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        old = os.umask(0o077)
+        try:
+            self.server = await asyncio.start_unix_server(self._client, self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        if uid not in (0, os.getuid()):
+            writer.close()
+            return
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    head = await reader.readexactly(REQ.size)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                op, tag, offset, length = REQ.unpack(head)
+                if length > MAX_REQUEST:
+                    self._reply(writer, ERROR, tag, f"request of {length} bytes is too large".encode())
+                    break
+                carries = op in (Op.WRITE, Op.CONTROL)
+                payload = await reader.readexactly(length) if length and carries else b""
+                task = asyncio.create_task(self._handle(writer, op, tag, offset, length, payload))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+
+    def _reply(self, writer: asyncio.StreamWriter, status: int, tag: int, data: bytes) -> None:
+        if not writer.is_closing():
+            writer.writelines([REP.pack(status, tag, len(data)), data])
+
+    async def _handle(self, writer: asyncio.StreamWriter, op: int, tag: int, offset: int,
+                      length: int, payload: bytes) -> None:
+        try:
+            if op == Op.WRITE:
+                await self.engine.write(offset, payload)
+                data = b""
+            elif op == Op.READ:
+                data = await self.engine.read(offset, length)
+            elif op == Op.FLUSH:
+                await self.engine.flush()
+                data = b""
+            elif op == Op.CONTROL:
+                data = json.dumps(await self._control(json.loads(payload))).encode()
+            else:
+                raise KembarError(f"unknown request type {op}")
+        except (KembarError, ValueError) as exc:
+            self._reply(writer, ERROR, tag, str(exc).encode())
+            return
+        except Exception as exc:  # noqa: BLE001 - report, never die on one request
+            log.exception("BUG: request %s failed", op)
+            self._reply(writer, ERROR, tag, f"internal error: {exc}".encode())
+            return
+        self._reply(writer, OK, tag, data)
+        if op == Op.READ and length != len(data):
+            log.error("BUG: short read")
+
+    async def _control(self, req: dict[str, Any]) -> Any:
+        verb = req.get("verb")
+        e = self.engine
+        handlers: dict[str, Callable[[], Awaitable[Any]]] = {
+            "status": self._status,
+            "primary": lambda: e.promote(force=bool(req.get("force"))),
+            "secondary": e.demote,
+            "connect": lambda: e.connect(discard_my_data=bool(req.get("discard_my_data"))),
+            "disconnect": e.disconnect,
+            "verify": e.verify,
+            "down": self._down,
+        }
+        handler = handlers.get(str(verb))
+        if handler is None:
+            raise KembarError(f"unknown verb {verb!r}")
+        return await handler()
+
+    async def _status(self) -> Any:
+        return self.engine.status()
+
+    async def _down(self) -> str:
+        asyncio.get_running_loop().call_soon(self.on_down)
+        return f"{self.engine.disk}: going down"

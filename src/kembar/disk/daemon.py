@@ -1,0 +1,72 @@
+"""The disk process: one engine, its control socket, a pid file and a log.
+
+Run as ``python -m kembar.disk.daemon --disk r0 --node n1 --config C --run-dir R``
+(``kembar disk up`` does that and waits until the socket answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from kembar.config import load_cluster
+from kembar.disk.control import ControlServer, socket_path
+from kembar.disk.engine import Engine
+from kembar.errors import KembarError
+
+log = logging.getLogger("kembar.disk")
+
+
+async def run(disk: str, node: str, config: str, run_dir: str) -> int:
+    cfg = load_cluster(config)
+    engine = Engine(cfg.disk(disk), node)
+    stop = asyncio.Event()
+    server = ControlServer(engine, socket_path(run_dir, disk), stop.set)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    await server.start()
+    log.info("%s: up on %s (%s), listening on %s:%d", disk, node, engine.disk_state.value,
+             engine.local.address, cfg.disk(disk).port)
+    await stop.wait()
+    log.info("%s: going down", disk)
+    try:
+        await engine.stop()
+    finally:
+        server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kembar-disk")
+    ap.add_argument("--disk", required=True)
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--debug", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s {args.node} %(name)s %(levelname)s: %(message)s")
+    pidfile = os.path.join(args.run_dir, f"{args.disk}.pid")
+    with open(pidfile, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    try:
+        return asyncio.run(run(args.disk, args.node, args.config, args.run_dir))
+    except KembarError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        try:
+            os.unlink(pidfile)
+        except FileNotFoundError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1035 @@
+"""The replication engine of one disk: roles, the write path, the connection, resync.
+
+One asyncio loop per disk process.  Decisions that can be pure live elsewhere (``gi`` for
+the sync direction, ``bitmap``/``al`` for bookkeeping, ``wire`` for framing); this module
+orchestrates them with sockets, timers and the backing store.
+
+Write path on the Primary (``write``):
+  1. the extents the write touches are made active in the on-disk activity log;
+  2. connected: the DATA frame is queued on the socket; otherwise the blocks are marked in
+     the bitmap;
+  3. the local pwrite is submitted to the disk's single I/O thread (same order as the send);
+  4. the write completes per protocol: A once local and queued, B once the peer has
+     received it (RECV_ACK), C once the peer has written it (WRITE_ACK).
+  If the connection drops, every write the peer has not acknowledged is marked in the
+  bitmap, then completed: nothing acknowledged is ever only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kembar.disk import digest, gi, wire
+from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
+from kembar.disk.backing import Backing
+from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
+from kembar.disk.link import Link, authenticate
+from kembar.disk.meta import Metadata, MetaStore
+from kembar.disk.states import DISK_BY_CODE, DISK_CODES, ConnState, DiskState, Repl, Role
+from kembar.disk.wire import Msg
+from kembar.errors import AuthError, KembarError, PeerProtocolError, StateError
+
+log = logging.getLogger("kembar.disk")
+
+RS_RUN_BITS = 256  # one resync request: up to 1 MiB
+RS_WINDOW = 8  # resync requests in flight
+OV_CHUNK = 1024 * 1024
+SEND_HIGH_WATER = 8 * 1024 * 1024
+
+
+@dataclass
+class Pending:
+    """A replicated write the peer has not acknowledged yet."""
+
+    offset: int
+    length: int
+    extents: range
+    received: asyncio.Future[None]
+    written: asyncio.Future[None]
+    sent_at: float
+
+
+@dataclass
+class Counters:
+    sent: int = 0  # application bytes sent to the peer
+    received: int = 0  # application bytes received from the peer
+    rs_sent: int = 0  # resync bytes sent
+    rs_received: int = 0
+    al_writes: int = 0
+    protocol_errors: int = 0
+    auth_failures: int = 0
+    connects: int = 0
+
+
+@dataclass
+class SyncProgress:
+    total_bits: int = 0
+    started: float = 0.0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Token:
+    start: int
+    end: int
+    stale: bool = False
+
+
+class Session:
+    """One authenticated connection and its bookkeeping."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.peer_role = Role.SECONDARY
+        self.peer_disk = DiskState.DUNKNOWN
+        self.repl = Repl.ESTABLISHED
+        self.pending: dict[int, Pending] = {}
+        self.flushes: dict[int, asyncio.Future[None]] = {}
+        self.rs_waiting: dict[int, asyncio.Future[int]] = {}  # resync offset -> ack
+        self.ov_waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.role_reply: asyncio.Future[int] | None = None
+        self.last_rx = time.monotonic()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.closed = asyncio.Event()
+
+
+class Engine:
+    def __init__(self, cfg: Any, node: str) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.disk = cfg.name
+        self.local = cfg.local(node)
+        self.peer_name, self.peer_host = cfg.peer_of(node)
+        self.store = MetaStore(self.local.meta)
+        self.md: Metadata = self.store.load(expect_disk=self.disk, expect_node=node)
+        self.size = self.md.size
+        self.backing = Backing(self.local.backing, self.size)
+        self.alfile = AlFile(self.local.meta + ".al", cfg.al_extents)
+        self.al = AlState(cfg.al_extents)
+        self.bitmap: Bitmap = self.md.bitmap
+        self.crashed_primary = self.md.primary_ind
+        if self.crashed_primary:
+            extents = self.alfile.load()
+            for ext in extents:
+                start = ext * EXTENT_SIZE
+                if start < self.size:
+                    self.bitmap.set_range(start, min(EXTENT_SIZE, self.size - start))
+            # On disk before the activity log is reused: a second crash keeps the marks.
+            self.store.save(self.md)
+            log.warning("%s: the last Primary of this node crashed; %d activity-log extents "
+                        "marked for resync", self.disk, len(extents))
+        self.role = Role.SECONDARY
+        self.disk_state = self._attach_state()
+        self.conn = ConnState.STANDALONE
+        self.session: Session | None = None
+        self.want_connect = False
+        self.discard_my_data = False
+        self.last_error = ""
+        self.counters = Counters()
+        self.progress = SyncProgress()
+        self.verify_result: dict[str, Any] | None = None
+        self._seq = 0
+        self._al_lock = asyncio.Lock()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._rs_tokens: list[_Token] = []
+        self._conn_task: asyncio.Task[None] | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._kick = asyncio.Event()
+        self._promoting = False
+        self._rs_clock = 0.0
+        self._stopping = False
+
+    # ------------------------------------------------------------------ state
+
+    def _attach_state(self) -> DiskState:
+        if self.md.consistent and self.md.was_up_to_date:
+            return DiskState.UP_TO_DATE
+        if self.md.consistent:
+            return DiskState.OUTDATED
+        return DiskState.INCONSISTENT
+
+    @property
+    def repl(self) -> Repl:
+        return self.session.repl if self.session else Repl.OFF
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def _persist(self) -> None:
+        md = self.md
+        md.bitmap = self.bitmap
+        await self.backing.run(self.store.save, md)
+
+    def _params(self) -> wire.Params:
+        flags = 0
+        if self.crashed_primary:
+            flags |= wire.F_CRASHED_PRIMARY
+        if self.discard_my_data:
+            flags |= wire.F_DISCARD_MY_DATA
+        return wire.Params(self.size, self.md.current, self.md.bitmap_uuid, self.md.history[0],
+                           self.md.history[1], int(self.role == Role.PRIMARY),
+                           DISK_CODES[self.disk_state], flags, ord(self.cfg.protocol),
+                           self.bitmap.count())
+
+    def _state_body(self) -> wire.State:
+        return wire.State(int(self.role == Role.PRIMARY), DISK_CODES[self.disk_state],
+                          self.md.current, self.md.bitmap_uuid, *self.md.history)
+
+    def _send_state(self) -> None:
+        if self.session:
+            self.session.link.send(Msg.STATE, self._state_body())
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Listen for the peer (the node with the larger name accepts) and connect."""
+        self.want_connect = True
+        self.conn = ConnState.CONNECTING
+        if self.node > self.peer_name:
+            self._server = await asyncio.start_server(
+                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True)
+        self._conn_task = asyncio.create_task(self._conn_loop())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.role == Role.PRIMARY:
+            await self.demote()
+        await self.disconnect(reason="going down")
+        if self._server:
+            self._server.close()
+        if self._conn_task:
+            self._conn_task.cancel()
+        await self._persist()
+        self.alfile.close()
+        self.backing.close()
+
+    async def _conn_loop(self) -> None:
+        """The active side dials; the passive side just waits for ``_on_incoming``."""
+        while True:
+            if self.want_connect and self.session is None and self.node < self.peer_name:
+                try:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                        self.peer_host.address, self.cfg.port, local_addr=(self.local.address, 0)),
+                        timeout=self.cfg.timeout)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    log.debug("connect to %s failed: %s", self.peer_name, exc)
+                else:
+                    await self._run_link(Link(reader, writer))
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=self.cfg.connect_int)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _on_incoming(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        link = Link(reader, writer)
+        source = (writer.get_extra_info("peername") or ("?",))[0]
+        if source != self.peer_host.address:
+            log.warning("%s: refused connection from %s (expected %s)", self.disk, source,
+                        self.peer_host.address)
+            link.close()
+            return
+        if not self.want_connect or self.session is not None:
+            link.close()
+            return
+        await self._run_link(link)
+
+    # ------------------------------------------------------------ handshake
+
+    async def _run_link(self, link: Link) -> None:
+        try:
+            await asyncio.wait_for(
+                authenticate(link, self.cfg.secret_bytes(), self.node, self.peer_name, self.disk),
+                timeout=self.cfg.timeout)
+            if self.session is not None or not self.want_connect:
+                link.close()
+                return
+            session = Session(link)
+            self.session = session
+            await asyncio.wait_for(self._negotiate(session), timeout=self.cfg.timeout * 4)
+        except AuthError as exc:
+            self.counters.auth_failures += 1
+            self.last_error = str(exc)
+            log.error("%s: %s (from %s); dropping connection", self.disk, exc, link.peer)
+            link.close()
+            if self.session and self.session.link is link:
+                await self._lost(self.session)
+            return
+        except (PeerProtocolError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
+            if isinstance(exc, PeerProtocolError):
+                self.counters.protocol_errors += 1
+            self.last_error = str(exc) or type(exc).__name__
+            log.error("%s: handshake with %s failed: %s", self.disk, link.peer, self.last_error)
+            link.close()
+            if self.session and self.session.link is link:
+                await self._lost(self.session)
+            return
+        except _Refuse as exc:
+            self.last_error = str(exc)
+            log.error("%s: %s; dropping connection", self.disk, exc)
+            link.send(Msg.BYE, wire.Bye(str(exc)[:200]))
+            link.close()
+            self.want_connect = False
+            if self.session and self.session.link is link:
+                await self._lost(self.session, standalone=True)
+            return
+        await self._serve(session)
+
+    async def _negotiate(self, s: Session) -> None:
+        link = s.link
+        link.send(Msg.PARAMS, self._params())
+        _, body = await link.expect(Msg.PARAMS)
+        assert isinstance(body, wire.Params)
+        peer = body
+        if peer.size != self.size:
+            raise _Refuse(f"backing store sizes differ (mine {self.size}, peer {peer.size} bytes)")
+        if chr(peer.protocol) != self.cfg.protocol:
+            raise _Refuse(f"protocol mismatch (mine {self.cfg.protocol}, peer {chr(peer.protocol)})")
+        if peer.role == 1 and self.role == Role.PRIMARY:
+            raise _Refuse("both nodes are Primary")
+        s.peer_role = Role.PRIMARY if peer.role else Role.SECONDARY
+        s.peer_disk = DISK_BY_CODE.get(peer.disk_state, DiskState.DUNKNOWN)
+        me = gi.Side(self.node, self.md.current, self.md.bitmap_uuid, self.md.history,
+                     self.bitmap.count(), self.role == Role.PRIMARY, self.crashed_primary,
+                     self.discard_my_data, self.disk_state != DiskState.INCONSISTENT)
+        them = gi.Side(self.peer_name, peer.current, peer.bitmap_uuid,
+                       (peer.history0, peer.history1), peer.bitmap_weight, bool(peer.role),
+                       bool(peer.flags & wire.F_CRASHED_PRIMARY),
+                       bool(peer.flags & wire.F_DISCARD_MY_DATA),
+                       s.peer_disk != DiskState.INCONSISTENT)
+        policy = gi.Policy(self.cfg.after_sb_0pri, self.cfg.after_sb_1pri, self.cfg.after_sb_2pri)
+        verdict = gi.decide(me, them, policy)
+        log.info("%s: sync handshake: self %016x:%016x:%016x:%016x bits:%d, peer "
+                 "%016x:%016x:%016x:%016x bits:%d: %s", self.disk, me.current, me.bitmap,
+                 *me.history, me.weight, them.current, them.bitmap, *them.history,
+                 them.weight, verdict)
+        link.send(Msg.DECISION, wire.Decision(int(verdict.code)))
+        _, dec = await link.expect(Msg.DECISION)
+        assert isinstance(dec, wire.Decision)
+        if dec.code != int(verdict.code.mirror()):
+            raise PeerProtocolError(f"peer decided {dec.code}, we decided {int(verdict.code)}")
+        code = verdict.code
+        if code == gi.Code.SPLIT_BRAIN:
+            raise _Refuse(f"Split-Brain detected ({verdict.rule}), dropping connection; "
+                          "resolve with `kembar disk connect --discard-my-data` on the victim")
+        if code == gi.Code.UNRELATED:
+            raise _Refuse("unrelated data: the peer's generation identifiers share no history "
+                          "with ours; refusing to connect")
+        if code == gi.Code.REFUSED:
+            raise _Refuse(f"sync refused: {verdict.rule}")
+        self.discard_my_data = False
+        if code.is_sync:
+            await self._exchange_bitmaps(s, code)
+        self.conn = ConnState.CONNECTED
+        self.counters.connects += 1
+        self.last_error = ""
+        if code in (gi.Code.SOURCE, gi.Code.SOURCE_FULL):
+            s.repl = Repl.SYNC_SOURCE
+        elif code in (gi.Code.TARGET, gi.Code.TARGET_FULL):
+            s.repl = Repl.SYNC_TARGET
+        log.info("%s: connected to %s (%s), %s", self.disk, self.peer_name, link.peer, s.repl.value)
+
+    async def _exchange_bitmaps(self, s: Session, code: gi.Code) -> None:
+        source = code in (gi.Code.SOURCE, gi.Code.SOURCE_FULL)
+        if code.full and source:
+            self.bitmap.set_all()
+        if not source:
+            # Inconsistent from the first resync write on, on disk before that write.
+            self.disk_state = DiskState.INCONSISTENT
+            self.md.consistent = False
+            self.md.was_up_to_date = False
+            if code.full:
+                self.bitmap.set_all()
+            await self._persist()
+        raw = self.bitmap.to_bytes()
+        step = wire.MAX_DATA
+        for pos in range(0, max(len(raw), 1), step):
+            last = int(pos + step >= len(raw))
+            s.link.send(Msg.BITMAP, wire.BitmapChunk(pos, last, raw[pos:pos + step]))
+        await s.link.drain()
+        got = bytearray()
+        while True:
+            _, body = await s.link.expect(Msg.BITMAP)
+            assert isinstance(body, wire.BitmapChunk)
+            if body.offset != len(got) or len(got) + len(body.data) > len(raw):
+                raise PeerProtocolError("BITMAP chunks out of order or too long")
+            got += body.data
+            if body.last:
+                break
+        if len(got) != len(raw):
+            raise PeerProtocolError(f"peer bitmap has {len(got)} bytes, expected {len(raw)}")
+        self.bitmap.union_update(bytes(got))
+        self.progress = SyncProgress(self.bitmap.count(), time.monotonic())
+        if source:
+            await self._persist()
+
+    # --------------------------------------------------------- running link
+
+    async def _serve(self, s: Session) -> None:
+        s.tasks.append(asyncio.create_task(self._monitor(s)))
+        if s.repl == Repl.SYNC_SOURCE:
+            s.tasks.append(asyncio.create_task(self._resync_source(s)))
+        self._send_state()
+        try:
+            while True:
+                kind, seq, body = await s.link.recv()
+                s.last_rx = time.monotonic()
+                await self._dispatch(s, kind, seq, body)
+        except PeerProtocolError as exc:
+            self.counters.protocol_errors += 1
+            self.last_error = str(exc)
+            log.error("%s: protocol error from %s: %s; dropping connection", self.disk,
+                      self.peer_name, exc)
+        except _Refuse as exc:
+            self.last_error = str(exc)
+            log.error("%s: %s", self.disk, exc)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            self.last_error = f"connection lost: {exc}"
+            log.warning("%s: connection to %s lost: %s", self.disk, self.peer_name, exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await self._lost(s)
+
+    async def _monitor(self, s: Session) -> None:
+        """Ping when idle; drop the link if the peer stops answering or acknowledging."""
+        cfg = self.cfg
+        pinged_at = 0.0
+        while True:
+            await asyncio.sleep(min(cfg.ping_timeout, 0.25))
+            now = time.monotonic()
+            oldest = min((p.sent_at for p in s.pending.values()), default=now)
+            if now - oldest > cfg.timeout:
+                self.last_error = f"peer did not acknowledge a write within {cfg.timeout:g}s"
+                break
+            if pinged_at and s.last_rx < pinged_at and now - pinged_at > cfg.ping_timeout:
+                self.last_error = f"no PING_ACK within {cfg.ping_timeout:g}s"
+                break
+            if s.last_rx >= pinged_at:
+                pinged_at = 0.0
+            if not pinged_at and now - s.last_rx > cfg.ping_int:
+                s.link.send(Msg.PING, wire.Empty())
+                pinged_at = now
+        log.warning("%s: %s; dropping connection", self.disk, self.last_error)
+        s.link.close()
+
+    async def _lost(self, s: Session, standalone: bool = False) -> None:
+        """Tear down a session: every unacknowledged write is marked, then completed."""
+        if self.session is not s:
+            return
+        self.session = None
+        s.link.close()
+        for task in s.tasks:
+            task.cancel()
+        marked = 0
+        for p in s.pending.values():
+            marked += self.bitmap.set_range(p.offset, p.length)
+        new_gen = self.role == Role.PRIMARY and self.md.bitmap_uuid == 0
+        if new_gen:
+            self.md.bitmap_uuid = self.md.current | 1
+            self.md.current = gi.new_uuid()
+        if marked or new_gen:
+            await self._persist()
+        for p in s.pending.values():
+            for fut in (p.received, p.written):
+                if not fut.done():
+                    fut.set_result(None)
+        for fut in s.flushes.values():
+            if not fut.done():
+                fut.set_result(None)
+        for wfut in list(s.rs_waiting.values()) + list(s.ov_waiting.values()):
+            if not wfut.done():
+                wfut.cancel()
+        if s.role_reply and not s.role_reply.done():
+            s.role_reply.set_result(0)
+        s.pending.clear()
+        if standalone or not self.want_connect:
+            self.want_connect = False
+            self.conn = ConnState.STANDALONE
+        else:
+            self.conn = ConnState.CONNECTING
+        s.closed.set()
+        log.info("%s: disconnected from %s (%s)", self.disk, self.peer_name, self.conn.value)
+
+    async def _dispatch(self, s: Session, kind: Msg, seq: int, body: wire.Body) -> None:
+        if kind == Msg.DATA:
+            assert isinstance(body, wire.DataBlock)
+            await self._on_data(s, seq, body)
+        elif kind in (Msg.RECV_ACK, Msg.WRITE_ACK):
+            p = s.pending.get(seq)
+            if p is None:
+                raise PeerProtocolError(f"{kind.name} for unknown write {seq}")
+            if not p.received.done():
+                p.received.set_result(None)
+            if kind == Msg.WRITE_ACK:
+                if not p.written.done():
+                    p.written.set_result(None)
+                del s.pending[seq]
+        elif kind == Msg.FLUSH:
+            self._spawn(s, self._on_flush(s, seq))
+        elif kind == Msg.FLUSH_ACK:
+            fut = s.flushes.pop(seq, None)
+            if fut is None:
+                raise PeerProtocolError(f"FLUSH_ACK for unknown flush {seq}")
+            fut.set_result(None)
+        elif kind == Msg.RS_DATA:
+            assert isinstance(body, wire.DataBlock)
+            if s.repl != Repl.SYNC_TARGET:
+                raise PeerProtocolError("RS_DATA while not SyncTarget")
+            self._check_range(body.offset, len(body.data))
+            self.counters.rs_received += len(body.data)
+            await self._throttle_incoming()
+            self._spawn(s, self._on_rs_data(s, body.offset, body.data))
+        elif kind in (Msg.RS_ACK, Msg.RS_IN_SYNC, Msg.RS_WANT):
+            assert isinstance(body, wire.Range)
+            rfut = s.rs_waiting.pop(body.offset, None)
+            if rfut is None or s.repl != Repl.SYNC_SOURCE:
+                raise PeerProtocolError(f"{kind.name} for a range we did not send")
+            if kind == Msg.RS_WANT:
+                n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
+                rfut.set_result(-1)
+                equal = set(range(n)) - set(digest.decode_mask(body.tail, n))
+                first = body.offset // BLOCK_SIZE
+                for i in equal:
+                    self.bitmap.clear_bits(first + i, 1)
+            else:
+                rfut.set_result(1)
+                self.bitmap.clear_bits(body.offset // BLOCK_SIZE,
+                                       (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE)
+        elif kind == Msg.RS_CSUM:
+            assert isinstance(body, wire.Range)
+            if s.repl != Repl.SYNC_TARGET:
+                raise PeerProtocolError("RS_CSUM while not SyncTarget")
+            self._check_range(body.offset, body.length)
+            self._spawn(s, self._on_rs_csum(s, body))
+        elif kind == Msg.SYNC_DONE:
+            assert isinstance(body, wire.State)
+            if s.repl != Repl.SYNC_TARGET:
+                raise PeerProtocolError("SYNC_DONE while not SyncTarget")
+            await self._sync_done_target(s, body)
+        elif kind == Msg.OV_REQ:
+            assert isinstance(body, wire.Range)
+            if s.repl not in (Repl.ESTABLISHED, Repl.VERIFY_T):
+                raise PeerProtocolError("OV_REQ during a resync")
+            self._check_range(body.offset, body.length)
+            s.repl = Repl.VERIFY_T
+            self._spawn(s, self._on_ov_req(s, body))
+        elif kind == Msg.OV_REPLY:
+            assert isinstance(body, wire.Range)
+            ofut = s.ov_waiting.pop(body.offset, None)
+            if ofut is None:
+                raise PeerProtocolError("OV_REPLY for a range we did not ask about")
+            ofut.set_result(body.tail)
+        elif kind == Msg.OV_DONE:
+            if s.repl == Repl.VERIFY_T:
+                s.repl = Repl.ESTABLISHED
+        elif kind == Msg.PING:
+            s.link.send(Msg.PING_ACK, wire.Empty())
+        elif kind == Msg.PING_ACK:
+            pass
+        elif kind == Msg.STATE:
+            assert isinstance(body, wire.State)
+            s.peer_role = Role.PRIMARY if body.role else Role.SECONDARY
+            s.peer_disk = DISK_BY_CODE.get(body.disk_state, DiskState.DUNKNOWN)
+            if s.peer_role == Role.PRIMARY and self.role == Role.PRIMARY:
+                raise _Refuse("peer claims Primary while we are Primary")
+        elif kind == Msg.ROLE_REQ:
+            ok = self.role != Role.PRIMARY and not self._promoting
+            if ok:
+                s.peer_role = Role.PRIMARY
+            s.link.send(Msg.ROLE_REPLY, wire.Status(0 if ok else 1), seq)
+        elif kind == Msg.ROLE_REPLY:
+            assert isinstance(body, wire.Status)
+            if s.role_reply is None or s.role_reply.done():
+                raise PeerProtocolError("unexpected ROLE_REPLY")
+            s.role_reply.set_result(1 if body.code == 0 else -1)
+        elif kind == Msg.BYE:
+            assert isinstance(body, wire.Bye)
+            raise ConnectionResetError(f"peer said goodbye: {body.reason}")
+        else:
+            raise PeerProtocolError(f"unexpected {kind.name} on an established connection")
+
+    def _check_range(self, offset: int, length: int) -> None:
+        if offset % BLOCK_SIZE and length % BLOCK_SIZE:
+            pass
+        if offset < 0 or length <= 0 or offset + length > self.size:
+            raise PeerProtocolError(f"range {offset}+{length} outside the disk")
+
+    def _spawn(self, s: Session, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        s.tasks.append(task)
+        task.add_done_callback(lambda t: self._task_done(s, t))
+
+    def _task_done(self, s: Session, task: asyncio.Task[Any]) -> None:
+        if task in s.tasks:
+            s.tasks.remove(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: %s; dropping connection", self.disk, exc)
+            self.last_error = str(exc)
+            s.link.close()
+
+    async def _throttle_incoming(self) -> None:
+        """Keep the receiver from queueing unbounded writes behind a slow disk."""
+        while self._inflight > 64:
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ------------------------------------------------- secondary: applying
+
+    async def _on_data(self, s: Session, seq: int, body: wire.DataBlock) -> None:
+        if self.role == Role.PRIMARY:
+            raise PeerProtocolError("DATA from the peer while we are Primary")
+        self._check_range(body.offset, len(body.data))
+        self.counters.received += len(body.data)
+        if self.cfg.protocol == "B":
+            s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
+        await self._throttle_incoming()
+        self._spawn(s, self._apply_data(s, seq, body.offset, body.data))
+
+    async def _apply_data(self, s: Session, seq: int, offset: int, data: bytes | memoryview) -> None:
+        self._inflight += 1
+        try:
+            await self.backing.write(offset, data)
+        finally:
+            self._io_done()
+        if s.repl == Repl.SYNC_TARGET and offset % BLOCK_SIZE == 0 and len(data) % BLOCK_SIZE == 0:
+            self.bitmap.clear_range_full(offset, len(data))
+        s.link.send(Msg.WRITE_ACK, wire.Status(0), seq)
+
+    async def _on_flush(self, s: Session, seq: int) -> None:
+        await self.backing.flush()
+        s.link.send(Msg.FLUSH_ACK, wire.Status(0), seq)
+
+    def _io_done(self) -> None:
+        self._inflight -= 1
+        if self._inflight <= 64:
+            self._idle.set()
+
+    async def _on_rs_data(self, s: Session, offset: int, data: bytes | memoryview) -> None:
+        self._inflight += 1
+        try:
+            await self.backing.write(offset, data)
+        finally:
+            self._io_done()
+        self.bitmap.clear_range_full(offset, len(data))
+        s.link.send(Msg.RS_ACK, wire.Range(offset, len(data)))
+
+    async def _on_rs_csum(self, s: Session, body: wire.Range) -> None:
+        data = await self.backing.read(body.offset, body.length)
+        n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
+        differ = digest.differing_blocks(self.cfg.csums_alg, data, body.tail)
+        if differ:
+            s.link.send(Msg.RS_WANT, wire.Range(body.offset, body.length,
+                                                 digest.encode_mask(differ, n)))
+        else:
+            self.bitmap.clear_range_full(body.offset, body.length)
+            s.link.send(Msg.RS_IN_SYNC, wire.Range(body.offset, body.length))
+
+    async def _sync_done_target(self, s: Session, body: wire.State) -> None:
+        await self.backing.flush()
+        old = self.md.current
+        self.md.current = body.current
+        self.md.bitmap_uuid = 0
+        if old and old != body.current:
+            self.md.history = (old, self.md.history[0])
+        self.md.consistent = True
+        self.md.was_up_to_date = True
+        self.bitmap.clear_all()
+        self.disk_state = DiskState.UP_TO_DATE
+        await self._persist()
+        s.repl = Repl.ESTABLISHED
+        log.info("%s: resync finished as SyncTarget: UpToDate", self.disk)
+        self._send_state()
+
+    async def _on_ov_req(self, s: Session, body: wire.Range) -> None:
+        data = await self.backing.read(body.offset, body.length)
+        n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
+        differ = digest.differing_blocks(self.cfg.verify_alg, data, body.tail)
+        first = body.offset // BLOCK_SIZE
+        for i in differ:
+            self.bitmap.set_bits(first + i, 1)
+        s.link.send(Msg.OV_REPLY, wire.Range(body.offset, body.length,
+                                              digest.encode_mask(differ, n)))
+
+    # ------------------------------------------------------- source: resync
+
+    async def _throttle(self, nbytes: int) -> None:
+        rate = self.cfg.resync_rate
+        if not rate:
+            return
+        now = time.monotonic()
+        self._rs_clock = max(self._rs_clock, now) + nbytes / rate
+        ahead = self._rs_clock - now - nbytes / rate
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+    def _stale_guard(self, start: int, end: int) -> _Token:
+        token = _Token(start, end)
+        self._rs_tokens.append(token)
+        return token
+
+    def _mark_stale(self, start: int, end: int) -> None:
+        for token in self._rs_tokens:
+            if token.start < end and start < token.end:
+                token.stale = True
+
+    async def _guarded_read(self, offset: int, length: int) -> bytes | None:
+        """Read for resync/verify; None if an application write overlapped meanwhile."""
+        token = self._stale_guard(offset, offset + length)
+        try:
+            data = await self.backing.read(offset, length)
+        finally:
+            self._rs_tokens.remove(token)
+        return None if token.stale else data
+
+    async def _resync_source(self, s: Session) -> None:
+        window = asyncio.Semaphore(RS_WINDOW)
+        inflight: set[asyncio.Task[None]] = set()
+        use_csums = bool(self.cfg.csums_alg)
+
+        async def one(first: int, nbits: int, csums: bool) -> None:
+            try:
+                offset = first * BLOCK_SIZE
+                length = min(nbits * BLOCK_SIZE, self.size - offset)
+                data = await self._guarded_read(offset, length)
+                if data is None:
+                    return  # an application write overlapped: retried in the next pass
+                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                s.rs_waiting[offset] = fut
+                if csums:
+                    s.link.send(Msg.RS_CSUM, wire.Range(
+                        offset, length, digest.block_digests(self.cfg.csums_alg, data)))
+                else:
+                    s.link.send_parts(wire.encode_data(Msg.RS_DATA, 0, offset, data))
+                    self.counters.rs_sent += length
+                if s.link.buffered() > SEND_HIGH_WATER:
+                    await s.link.drain()
+                await fut
+            finally:
+                window.release()
+
+        passes = 0
+        while True:
+            pos = 0
+            while True:
+                nxt = next(self.bitmap.runs(pos, RS_RUN_BITS), None)
+                if nxt is None:
+                    break
+                first, nbits = nxt
+                pos = first + nbits
+                await window.acquire()
+                await self._throttle(nbits * BLOCK_SIZE)
+                task = asyncio.create_task(one(first, nbits, use_csums and passes == 0))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            if inflight:
+                await asyncio.gather(*inflight)
+            passes += 1
+            if self.bitmap.count() == 0 and not self._rs_tokens:
+                break
+            await asyncio.sleep(0.01)
+        await self.backing.flush()
+        if self.md.bitmap_uuid:
+            self.md.history = (self.md.bitmap_uuid & gi.MASK, self.md.history[0])
+            self.md.bitmap_uuid = 0
+        self.crashed_primary = False
+        if self.role != Role.PRIMARY:
+            self.md.primary_ind = False
+        await self._persist()
+        s.link.send(Msg.SYNC_DONE, self._state_body())
+        s.repl = Repl.ESTABLISHED
+        log.info("%s: resync finished as SyncSource", self.disk)
+
+    # ---------------------------------------------------------- verification
+
+    async def verify(self) -> dict[str, Any]:
+        s = self.session
+        if s is None or s.repl != Repl.ESTABLISHED:
+            raise StateError(f"{self.disk}: verify needs an established connection with no "
+                             f"resync running (now {self.conn.value}/{self.repl.value})")
+        s.repl = Repl.VERIFY_S
+        found = 0
+        started = time.monotonic()
+        try:
+            pos = 0
+            window = asyncio.Semaphore(RS_WINDOW)
+            tasks = []
+
+            async def one(offset: int, length: int) -> None:
+                nonlocal found
+                try:
+                    while True:
+                        data = await self._guarded_read(offset, length)
+                        if data is None:
+                            continue
+                        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+                        s.ov_waiting[offset] = fut
+                        s.link.send(Msg.OV_REQ, wire.Range(
+                            offset, length, digest.block_digests(self.cfg.verify_alg, data)))
+                        mask = await fut
+                        n = (length + BLOCK_SIZE - 1) // BLOCK_SIZE
+                        for i in digest.decode_mask(mask, n):
+                            found += self.bitmap.set_bits(offset // BLOCK_SIZE + i, 1) or 0
+                            log.warning("%s: online verify: out of sync at sector %d",
+                                        self.disk, (offset + i * BLOCK_SIZE) // 512)
+                        return
+                finally:
+                    window.release()
+
+            while pos < self.size:
+                length = min(OV_CHUNK, self.size - pos)
+                await window.acquire()
+                await self._throttle(length)
+                tasks.append(asyncio.create_task(one(pos, length)))
+                pos += length
+            await asyncio.gather(*tasks)
+            s.link.send(Msg.OV_DONE, wire.Status(0))
+        finally:
+            if s.repl == Repl.VERIFY_S:
+                s.repl = Repl.ESTABLISHED
+        await self._persist()
+        self.verify_result = {"out_of_sync_blocks": found,
+                              "out_of_sync_bytes": found * BLOCK_SIZE,
+                              "seconds": round(time.monotonic() - started, 3)}
+        log.info("%s: online verify done: %d blocks (%d KiB) out of sync", self.disk, found,
+                 found * 4)
+        return self.verify_result
+
+    # -------------------------------------------------------------- the API
+
+    def _require_primary(self) -> None:
+        if self.role != Role.PRIMARY:
+            raise StateError(f"{self.disk} is Secondary on {self.node}; only the Primary "
+                             "reads and writes data")
+
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Write on the Primary; returns when complete under the configured protocol."""
+        self._require_primary()
+        self.backing.check_range(offset, len(data))
+        if len(data) > wire.MAX_DATA:
+            raise KembarError(f"write of {len(data)} bytes exceeds {wire.MAX_DATA}")
+        extents = extents_for(offset, len(data))
+        await self._al_activate(extents)
+        self._require_primary()
+        self._mark_stale(offset, offset + len(data))
+        s = self.session
+        pending: Pending | None = None
+        if s is not None and s.peer_role == Role.SECONDARY and self.conn == ConnState.CONNECTED:
+            seq = self._next_seq()
+            loop = asyncio.get_running_loop()
+            pending = Pending(offset, len(data), extents, loop.create_future(),
+                              loop.create_future(), time.monotonic())
+            s.pending[seq] = pending
+            s.link.send_parts(wire.encode_data(Msg.DATA, seq, offset, data))
+            self.counters.sent += len(data)
+        else:
+            self.bitmap.set_range(offset, len(data))
+        self._inflight += 1
+        local = asyncio.ensure_future(self.backing.write(offset, data))
+        try:
+            if s is not None and pending is not None and s.link.buffered() > SEND_HIGH_WATER:
+                await s.link.drain()
+            await local
+        finally:
+            self._io_done()
+        if pending is not None:
+            proto = self.cfg.protocol
+            if proto == "B":
+                await pending.received
+            elif proto == "C":
+                await pending.written
+
+    async def read(self, offset: int, length: int) -> bytes:
+        self._require_primary()
+        self.backing.check_range(offset, length)
+        return await self.backing.read(offset, length)
+
+    async def flush(self) -> None:
+        """Flush: local fsync after all earlier writes; under B/C the peer's too."""
+        self._require_primary()
+        s = self.session
+        fut: asyncio.Future[None] | None = None
+        if s is not None and self.cfg.protocol in "BC" and self.conn == ConnState.CONNECTED:
+            seq = self._next_seq()
+            fut = asyncio.get_running_loop().create_future()
+            s.flushes[seq] = fut
+            s.link.send(Msg.FLUSH, wire.Empty(), seq)
+        await self.backing.flush()
+        if fut is not None:
+            await fut
+
+    async def _al_activate(self, extents: range) -> None:
+        if self.al.plan(extents) is None:
+            return
+        async with self._al_lock:
+            change = self.al.plan(extents)
+            if change is None:
+                return
+            if change.evict:
+                # Writes in an evicted extent must be on both sides first, and their
+                # bits on disk: the activity log stops covering them.
+                while self._inflight or (self.session and self.session.pending):
+                    await asyncio.sleep(0.001)
+                await self._persist()
+            await self.backing.run(self.alfile.commit, change.active_after)
+            self.al.apply(change)
+            self.counters.al_writes += 1
+
+    # ------------------------------------------------------------- roles
+
+    async def promote(self, force: bool = False) -> str:
+        if self.role == Role.PRIMARY:
+            return f"{self.disk} is already Primary"
+        s = self.session
+        if s is not None and s.peer_role == Role.PRIMARY:
+            raise StateError(f"{self.disk}: the peer {self.peer_name} is Primary; "
+                             "demote it first (never two primaries)")
+        if self.disk_state != DiskState.UP_TO_DATE and not force:
+            raise StateError(f"{self.disk}: refusing to promote {self.disk_state.value} data "
+                             "(use `primary --force` only on the node whose data is good)")
+        if force and s is not None and s.repl == Repl.SYNC_TARGET:
+            raise StateError(f"{self.disk}: resync from the peer in progress; refusing --force")
+        self._promoting = True
+        try:
+            if s is not None:
+                loop = asyncio.get_running_loop()
+                s.role_reply = loop.create_future()
+                s.link.send(Msg.ROLE_REQ, wire.Empty(), self._next_seq())
+                try:
+                    answer = await asyncio.wait_for(s.role_reply, timeout=self.cfg.timeout)
+                except asyncio.TimeoutError:
+                    answer = 0
+                if answer < 0:
+                    raise StateError(f"{self.disk}: the peer refused: it is Primary or "
+                                     "promoting itself")
+            renegotiate = False
+            if force and self.disk_state != DiskState.UP_TO_DATE:
+                if self.md.current:
+                    self.md.history = (self.md.current, self.md.history[0])
+                self.md.current = gi.new_uuid()
+                self.md.bitmap_uuid = 0
+                self.md.consistent = True
+                self.md.was_up_to_date = True
+                self.bitmap.set_all()
+                self.disk_state = DiskState.UP_TO_DATE
+                renegotiate = self.session is not None
+            elif self.session is None and self.md.bitmap_uuid == 0:
+                self.md.bitmap_uuid = self.md.current
+                self.md.current = gi.new_uuid()
+            self.md.primary_ind = True
+            self.role = Role.PRIMARY
+            await self._persist()
+        finally:
+            self._promoting = False
+        if renegotiate and self.session is not None:
+            # The new generation starts a full sync: renegotiate on a fresh connection.
+            await self._drop(self.session, "new data generation (primary --force)")
+        else:
+            self._send_state()
+        log.info("%s: role Primary%s", self.disk, " (forced)" if force else "")
+        return f"{self.disk}: Primary"
+
+    async def demote(self) -> str:
+        if self.role != Role.PRIMARY:
+            return f"{self.disk} is already Secondary"
+        while self._inflight or (self.session and self.session.pending):
+            await asyncio.sleep(0.001)
+        await self.flush()
+        self.role = Role.SECONDARY
+        self.md.primary_ind = False
+        await self._persist()
+        self._send_state()
+        log.info("%s: role Secondary", self.disk)
+        return f"{self.disk}: Secondary"
+
+    async def _drop(self, s: Session, reason: str) -> None:
+        try:
+            s.link.send(Msg.BYE, wire.Bye(reason))
+        except Exception:  # noqa: BLE001 - the link may be broken already
+            pass
+        await self._lost(s)
+        self._kick.set()
+
+    async def connect(self, discard_my_data: bool = False) -> str:
+        if discard_my_data and self.role == Role.PRIMARY:
+            raise StateError(f"{self.disk}: --discard-my-data on a Primary; demote it first")
+        self.discard_my_data = discard_my_data
+        if self.session is not None:
+            return f"{self.disk}: already connected"
+        self.want_connect = True
+        self.conn = ConnState.CONNECTING
+        if self._server is None and self.node > self.peer_name:
+            self._server = await asyncio.start_server(
+                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True)
+        self._kick.set()
+        return f"{self.disk}: connecting to {self.peer_name}"
+
+    async def disconnect(self, reason: str = "disconnect by the operator") -> str:
+        self.want_connect = False
+        if self.session is not None:
+            await self._drop(self.session, reason)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.conn = ConnState.STANDALONE
+        return f"{self.disk}: StandAlone"
+
+    # ------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        s = self.session
+        out_bits = self.bitmap.count()
+        status: dict[str, Any] = {
+            "disk": self.disk, "node": self.node, "role": self.role.value,
+            "disk_state": self.disk_state.value, "size": self.size,
+            "protocol": self.cfg.protocol,
+            "peer": {
+                "node": self.peer_name,
+                "connection": self.conn.value,
+                "role": (s.peer_role.value if s else Role.UNKNOWN.value),
+                "disk_state": (s.peer_disk.value if s else DiskState.DUNKNOWN.value),
+                "replication": self.repl.value,
+            },
+            "out_of_sync": out_bits * BLOCK_SIZE,
+            "uuids": {"current": f"{self.md.current:016X}",
+                      "bitmap": f"{self.md.bitmap_uuid:016X}",
+                      "history": [f"{h:016X}" for h in self.md.history]},
+            "counters": vars(self.counters).copy(),
+            "last_error": self.last_error,
+            "verify": self.verify_result,
+            "crashed_primary": self.crashed_primary,
+        }
+        if s is not None and s.repl in (Repl.SYNC_SOURCE, Repl.SYNC_TARGET):
+            status["sync"] = self._sync_figures(out_bits)
+        return status
+
+    def _sync_figures(self, out_bits: int) -> dict[str, Any]:
+        p = self.progress
+        now = time.monotonic()
+        p.samples.append((now, out_bits))
+        p.samples = [x for x in p.samples if now - x[0] <= 10][-50:]
+        total = max(p.total_bits, out_bits, 1)
+        done = 100.0 * (total - out_bits) / total
+        t0, b0 = p.samples[0]
+        rate = (b0 - out_bits) * BLOCK_SIZE / (now - t0) if now - t0 > 0.2 else 0.0
+        if rate <= 0 and now - p.started > 0.2:
+            rate = (total - out_bits) * BLOCK_SIZE / (now - p.started)
+        eta = out_bits * BLOCK_SIZE / rate if rate > 0 else None
+        return {"done_percent": round(done, 1), "rate": round(rate),
+                "eta_seconds": (round(eta, 1) if eta is not None else None),
+                "remaining": out_bits * BLOCK_SIZE}
+
+
+class _Refuse(Exception):
+    """The handshake ended in a refusal that needs the operator (split brain, …)."""

@@ -1,0 +1,175 @@
+"""Two real disk processes on loopback (n1 on 127.0.0.1, n2 on 127.0.0.2), real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kembar.disk.client import DiskClient
+
+ADDR = {"n1": "127.0.0.1", "n2": "127.0.0.2"}
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except Exception as exc:  # noqa: BLE001 - keep polling
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: last={last!r}")
+
+
+class Pair:
+    def __init__(self, root: Path, size: int = 16 * MiB, protocol: str = "C",
+                 extra: str = "", secrets: tuple[str, str] = ("s3cret", "s3cret")) -> None:
+        self.root = root
+        self.size = size
+        self.port = free_port()
+        self.started: list[int] = []
+        self.configs: dict[str, Path] = {}
+        for node, secret in zip(("n1", "n2"), secrets):
+            (root / node).mkdir(exist_ok=True)
+            backing = root / node / "backing.img"
+            with open(backing, "wb") as fh:
+                fh.truncate(size)
+            cfg = root / f"cluster-{node}.toml"
+            text = f"""
+[cluster]
+name = "test"
+[nodes.n1]
+address = "127.0.0.1"
+[nodes.n2]
+address = "127.0.0.2"
+[disks.r0]
+protocol = "{protocol}"
+port = {self.port}
+secret = "{secret}"
+connect_int = "200ms"
+timeout = "3s"
+ping_int = "1s"
+ping_timeout = "500ms"
+{extra}
+[disks.r0.on.n1]
+backing = "{root}/n1/backing.img"
+meta = "{root}/n1/r0.md"
+[disks.r0.on.n2]
+backing = "{root}/n2/backing.img"
+meta = "{root}/n2/r0.md"
+"""
+            cfg.write_text(text)
+            self.configs[node] = cfg
+
+    def run_dir(self, node: str) -> str:
+        return str(self.root / node / "run")
+
+    def backing(self, node: str) -> Path:
+        return self.root / node / "backing.img"
+
+    def kembar(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "kembar", "disk", "--config", str(self.configs[node]),
+               "--node", node, "--run-dir", self.run_dir(node), *args]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} on {node} failed ({res.returncode}): "
+                                 f"{res.stderr}{res.stdout}\n{self.log(node)[-3000:]}")
+        if args and args[0] == "up":
+            self.started.append(self.pid(node))
+        return res
+
+    def pid(self, node: str) -> int:
+        return int(Path(self.run_dir(node), "r0.pid").read_text().strip())
+
+    def log(self, node: str) -> str:
+        try:
+            return Path(self.run_dir(node), "r0.log").read_text()
+        except OSError:
+            return ""
+
+    def up(self, *nodes: str) -> None:
+        for node in nodes or ("n1", "n2"):
+            self.kembar(node, "up", "r0")
+
+    def create(self) -> None:
+        for node in ("n1", "n2"):
+            self.kembar(node, "create-md", "r0")
+
+    def status(self, node: str) -> dict[str, Any]:
+        return json.loads(self.kembar(node, "status", "r0", "--json").stdout)
+
+    def client(self, node: str, **kw: Any) -> DiskClient:
+        return DiskClient("r0", self.run_dir(node), **kw)
+
+    def st(self, node: str) -> dict[str, Any]:
+        with self.client(node, timeout=10) as c:
+            return c.status()
+
+    def synced(self) -> bool:
+        a, b = self.st("n1"), self.st("n2")
+        return all(x["peer"]["connection"] == "Connected"
+                   and x["peer"]["replication"] == "Established"
+                   and x["disk_state"] == "UpToDate" and x["peer"]["disk_state"] == "UpToDate"
+                   and x["out_of_sync"] == 0 for x in (a, b))
+
+    def wait_synced(self, timeout: float = 60) -> None:
+        wait_for(self.synced, timeout, "both nodes UpToDate and connected")
+
+    def start_fresh(self, primary: str = "n1") -> None:
+        """create-md, up, primary --force, and wait for the initial full sync."""
+        self.create()
+        self.up()
+        self.kembar(primary, "primary", "--force", "r0")
+        self.wait_synced()
+
+    def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
+        pid = self.pid(node)
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            wait_for(lambda: not _alive(pid), 10, f"{node} to die")
+            for name in ("r0.pid", "r0.sock"):
+                try:
+                    os.unlink(Path(self.run_dir(node), name))
+                except FileNotFoundError:
+                    pass
+
+    def identical(self) -> bool:
+        return self.backing("n1").read_bytes() == self.backing("n2").read_bytes()
+
+    def cleanup(self) -> None:
+        for pid in self.started:
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
