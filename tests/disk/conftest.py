@@ -5,7 +5,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.disk.cluster import Pair
+from kembar.lab.pair import Pair
 
 
 @pytest.fixture

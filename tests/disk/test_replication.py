@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from tests.disk.cluster import MiB, Pair, wait_for
+from kembar.lab.pair import MiB, Pair, wait_for
 
 
 def test_initial_sync_then_writes_replicate(make_pair: Callable[..., Pair]) -> None:

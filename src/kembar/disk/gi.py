@@ -195,7 +195,18 @@ def _resolve(me: Side, peer: Side, policy: Policy) -> tuple[Code | None, str]:
 
 
 def decide(me: Side, peer: Side, policy: Policy = Policy()) -> Verdict:
-    """What this side does on connect: the comparison, then split-brain recovery."""
+    """What this side does on connect: the comparison, then split-brain recovery.
+
+    Always evaluated from the side with the smaller name and mirrored for the other, so
+    the two sides agree even on combinations no honest history produces.
+    """
+    if me.name > peer.name:
+        theirs = _decide(peer, me, policy)
+        return Verdict(theirs.code.mirror(), theirs.rule)
+    return _decide(me, peer, policy)
+
+
+def _decide(me: Side, peer: Side, policy: Policy) -> Verdict:
     verdict = compare(me, peer)
     code = verdict.code
     if code in (Code.SPLIT_BRAIN,) and (me.discard_my_data or peer.discard_my_data):
@@ -215,7 +226,7 @@ def decide(me: Side, peer: Side, policy: Policy = Policy()) -> Verdict:
         code = resolved
     # Never make a Primary the target of a resync: its data is in use.
     if code in (Code.TARGET, Code.TARGET_FULL) and me.primary:
-        return Verdict(Code.REFUSED, f"{verdict.rule}, but I am Primary")
+        return Verdict(Code.REFUSED, f"{verdict.rule}, but {me.name} is Primary and would lose its data")
     if code in (Code.SOURCE, Code.SOURCE_FULL) and peer.primary:
-        return Verdict(Code.REFUSED, f"{verdict.rule}, but the peer is Primary")
+        return Verdict(Code.REFUSED, f"{verdict.rule}, but {peer.name} is Primary and would lose its data")
     return verdict

@@ -1,4 +1,9 @@
-"""Two real disk processes on loopback (n1 on 127.0.0.1, n2 on 127.0.0.2), real files."""
+"""Two real disk processes on one host (n1 on 127.0.0.1, n2 on 127.0.0.2), real files.
+
+Used by the tests, the benchmarks and the demo.  Every process a ``Pair`` starts is
+recorded by PID and killed by ``cleanup``; everything lives under one directory whose
+name the caller chooses (prefix ``kembar-``).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ def free_port() -> int:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``pred`` until it returns something true; AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -40,12 +46,16 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30, what: str = "conditio
 
 class Pair:
     def __init__(self, root: Path, size: int = 16 * MiB, protocol: str = "C",
-                 extra: str = "", secrets: tuple[str, str] = ("s3cret", "s3cret")) -> None:
+                 extra: str = "", secrets: tuple[str, str] = ("s3cret", "s3cret"),
+                 options: dict[str, str] | None = None) -> None:
         self.root = root
         self.size = size
         self.port = free_port()
         self.started: list[int] = []
         self.configs: dict[str, Path] = {}
+        settings = {"connect_int": "200ms", "timeout": "3s", "ping_int": "1s",
+                    "ping_timeout": "500ms", **(options or {})}
+        lines = "\n".join(f'{k} = "{v}"' for k, v in settings.items())
         for node, secret in zip(("n1", "n2"), secrets):
             (root / node).mkdir(exist_ok=True)
             backing = root / node / "backing.img"
@@ -63,10 +73,7 @@ address = "127.0.0.2"
 protocol = "{protocol}"
 port = {self.port}
 secret = "{secret}"
-connect_int = "200ms"
-timeout = "3s"
-ping_int = "1s"
-ping_timeout = "500ms"
+{lines}
 {extra}
 [disks.r0.on.n1]
 backing = "{root}/n1/backing.img"

@@ -1,0 +1,89 @@
+"""Completion semantics of protocols A, B and C against a stalled Secondary (SIGSTOP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Callable
+
+import pytest
+
+from kembar.lab.pair import MiB, Pair, wait_for
+
+PATIENT = {"timeout": "30s", "ping_int": "60s", "ping_timeout": "20s"}
+
+
+def _write_in_thread(p: Pair, data: bytes, flush: bool = False) -> threading.Thread:
+    def run() -> None:
+        with p.client("n1") as c:
+            c.write(4096, data)
+            if flush:
+                c.flush()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_protocol_c_write_waits_for_the_stalled_secondary(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair(protocol="C", options=PATIENT)
+    p.start_fresh()
+    os.kill(p.pid("n2"), signal.SIGSTOP)
+    try:
+        t = _write_in_thread(p, b"C" * 8192)
+        t.join(1.5)
+        assert t.is_alive(), "a protocol C write completed while the Secondary was stopped"
+    finally:
+        os.kill(p.pid("n2"), signal.SIGCONT)
+    t.join(10)
+    assert not t.is_alive()
+    assert p.backing("n2").read_bytes()[4096:4096 + 8192] == b"C" * 8192
+    assert p.st("n1")["peer"]["connection"] == "Connected"
+
+
+@pytest.mark.parametrize("protocol", ["A", "B"])
+def test_protocols_a_and_b_complete_without_the_peer_writing(
+        make_pair: Callable[..., Pair], protocol: str) -> None:
+    """A completes without the peer at all; B once the peer has received (it is stopped
+    here, so B waits like C)."""
+    p = make_pair(protocol=protocol, options=PATIENT)
+    p.start_fresh()
+    os.kill(p.pid("n2"), signal.SIGSTOP)
+    try:
+        t = _write_in_thread(p, b"A" * 8192, flush=True)
+        t.join(3)
+        if protocol == "A":
+            assert not t.is_alive(), "protocol A waited for a stopped peer"
+        else:
+            assert t.is_alive(), "protocol B completed before the peer received the data"
+    finally:
+        os.kill(p.pid("n2"), signal.SIGCONT)
+    t.join(10)
+    assert not t.is_alive()
+    wait_for(p.identical, 10, "the peer to catch up")
+
+
+def test_protocol_c_flush_reaches_both_sides(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair(protocol="C")
+    p.start_fresh()
+    with p.client("n1") as c:
+        c.submit_write(0, os.urandom(4 * MiB))
+        c.flush()
+    assert p.identical()
+
+
+def test_secondary_refuses_io_and_never_two_primaries(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair()
+    p.start_fresh()
+    with p.client("n2") as c:
+        with pytest.raises(Exception, match="Secondary"):
+            c.write(0, b"x")
+    res = p.kembar("n2", "primary", "r0", check=False)
+    assert res.returncode != 0 and "Primary" in res.stderr
+    p.kembar("n1", "secondary", "r0")
+    p.kembar("n2", "primary", "r0")
+    assert p.st("n2")["role"] == "Primary" and p.st("n1")["peer"]["role"] == "Primary"
+    with p.client("n2") as c:
+        c.write(0, b"from n2")
+    wait_for(lambda: p.backing("n1").read_bytes()[:7] == b"from n2", 5, "replication n2->n1")
