@@ -33,7 +33,20 @@ class Ctx:
         return cfg, identify_node(cfg, self.node)
 
     def client(self, disk: str, timeout: float | None = None) -> DiskClient:
-        return DiskClient(disk, self.run_dir, timeout=timeout)
+        try:
+            return DiskClient(disk, self.run_dir, timeout=timeout)
+        except DaemonNotRunning:
+            self.known(disk)
+            raise
+
+    def known(self, disk: str) -> None:
+        """An unknown disk name is reported as such (with the known ones) when the
+        configuration is readable."""
+        try:
+            cfg = load_cluster(config_path(self.config))
+        except KembarError:
+            return
+        cfg.disk(disk)
 
 
 @click.group()
@@ -82,7 +95,7 @@ def up(c: Ctx, disk: str) -> None:
     MetaStore(host.meta).load(expect_disk=disk, expect_node=node)  # clear errors up front
     os.makedirs(c.run_dir, mode=0o700, exist_ok=True)
     try:
-        with c.client(disk, timeout=2):
+        with DiskClient(disk, c.run_dir, timeout=2):
             raise KembarError(f"{disk} is already up on {node}")
     except DaemonNotRunning:
         pass

@@ -33,7 +33,8 @@ class ControlServer:
             os.unlink(self.path)
         old = os.umask(0o077)
         try:
-            self.server = await asyncio.start_unix_server(self._client, self.path)
+            self.server = await asyncio.start_unix_server(self._client, self.path,
+                                                           limit=4 * 1024 * 1024)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)

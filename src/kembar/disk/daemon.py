@@ -31,7 +31,8 @@ async def run(disk: str, node: str, config: str, run_dir: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
     await server.start()
-    log.info("%s: up on %s (%s), listening on %s:%d", disk, node, engine.disk_state.value,
+    how = "listening on" if node > engine.peer_name else "connecting from"
+    log.info("%s: up on %s (%s), %s %s:%d", disk, node, engine.disk_state.value, how,
              engine.local.address, cfg.disk(disk).port)
     await stop.wait()
     log.info("%s: going down", disk)

@@ -39,6 +39,7 @@ RS_RUN_BITS = 256  # one resync request: up to 1 MiB
 RS_WINDOW = 8  # resync requests in flight
 OV_CHUNK = 1024 * 1024
 SEND_HIGH_WATER = 8 * 1024 * 1024
+STREAM_LIMIT = 4 * 1024 * 1024  # asyncio reader buffer: whole 1 MiB frames without churn
 
 
 @dataclass
@@ -194,7 +195,8 @@ class Engine:
         self.conn = ConnState.CONNECTING
         if self.node > self.peer_name:
             self._server = await asyncio.start_server(
-                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True)
+                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True,
+                limit=STREAM_LIMIT)
         self._conn_task = asyncio.create_task(self._conn_loop())
 
     async def stop(self) -> None:
@@ -216,7 +218,8 @@ class Engine:
             if self.want_connect and self.session is None and self.node < self.peer_name:
                 try:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                        self.peer_host.address, self.cfg.port, local_addr=(self.local.address, 0)),
+                        self.peer_host.address, self.cfg.port, local_addr=(self.local.address, 0),
+                        limit=STREAM_LIMIT),
                         timeout=self.cfg.timeout)
                 except (OSError, asyncio.TimeoutError) as exc:
                     log.debug("connect to %s failed: %s", self.peer_name, exc)
@@ -257,7 +260,7 @@ class Engine:
             await asyncio.wait_for(self._negotiate(session), timeout=self.cfg.timeout * 4)
         except AuthError as exc:
             self.counters.auth_failures += 1
-            self.last_error = str(exc)
+            self._note_error(link, str(exc))
             log.error("%s: %s (from %s); dropping connection", self.disk, exc, link.peer)
             link.close()
             if self.session and self.session.link is link:
@@ -266,8 +269,12 @@ class Engine:
         except (PeerProtocolError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
             if isinstance(exc, PeerProtocolError):
                 self.counters.protocol_errors += 1
-            self.last_error = str(exc) or type(exc).__name__
-            log.error("%s: handshake with %s failed: %s", self.disk, link.peer, self.last_error)
+            if isinstance(exc, asyncio.TimeoutError):
+                text = f"handshake timed out after {self.cfg.timeout:g}s"
+            else:
+                text = str(exc) or type(exc).__name__
+            self._note_error(link, text)
+            log.error("%s: handshake with %s failed: %s", self.disk, link.peer, text)
             link.close()
             if self.session and self.session.link is link:
                 await self._lost(self.session)
@@ -282,6 +289,11 @@ class Engine:
                 await self._lost(self.session, standalone=True)
             return
         await self._serve(session)
+
+    def _note_error(self, link: Link, text: str) -> None:
+        """A failed handshake shows in status unless another connection is live."""
+        if self.session is None or self.session.link is link:
+            self.last_error = text
 
     async def _negotiate(self, s: Session) -> None:
         link = s.link
@@ -821,6 +833,11 @@ class Engine:
             raise KembarError(f"write of {len(data)} bytes exceeds {wire.MAX_DATA}")
         extents = extents_for(offset, len(data))
         await self._al_activate(extents)
+        while self.session is not None and self.conn != ConnState.CONNECTED:
+            # A handshake is under way: the write waits for its outcome, so that it is
+            # either replicated or marked after the bitmaps were compared, never lost
+            # between the two.
+            await asyncio.sleep(0.005)
         self._require_primary()
         self._mark_stale(offset, offset + len(data))
         s = self.session
@@ -971,7 +988,8 @@ class Engine:
         self.conn = ConnState.CONNECTING
         if self._server is None and self.node > self.peer_name:
             self._server = await asyncio.start_server(
-                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True)
+                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True,
+                limit=STREAM_LIMIT)
         self._kick.set()
         return f"{self.disk}: connecting to {self.peer_name}"
 

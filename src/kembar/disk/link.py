@@ -29,6 +29,7 @@ class Link:
         self.writer = writer
         self.bytes_in = 0
         self.bytes_out = 0
+        writer.transport.set_write_buffer_limits(high=4 * 1024 * 1024)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 

@@ -180,3 +180,31 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def sweep(marker: str = "/kembar-test-") -> list[int]:
+    """Kill leftover disk processes of earlier test runs (e.g. after a hard kill of pytest).
+
+    A process is ours only if it runs ``kembar.disk.daemon`` with a config file under a
+    directory whose path contains ``marker``; it is killed by PID.
+    """
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "kembar.disk.daemon" not in argv or "--config" not in argv:
+            continue
+        config = argv[argv.index("--config") + 1] if argv.index("--config") + 1 < len(argv) else ""
+        if marker in config:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return killed
+
