@@ -33,7 +33,7 @@ def backing_size(path: str) -> int:
         os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
@@ -66,7 +66,7 @@ class Backing:
         """Run any blocking call in order with the data I/O (used for metadata too)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def write(self, offset: int, data: bytes | memoryview) -> None:
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         await self.run(_pwrite_all, self.fd, data, offset)
 
     async def read(self, offset: int, length: int) -> bytes:

@@ -12,7 +12,8 @@ from typing import Any, Awaitable, Callable
 
 from kembar.disk.ctlproto import ERROR, MAX_REQUEST, OK, REP, REQ, Op
 from kembar.disk.engine import Engine
-from kembar.errors import KembarError
+from kembar.disk.stream import Listener, Stream
+from kembar.errors import KembarError, PeerProtocolError
 
 log = logging.getLogger("kembar.disk.control")
 
@@ -26,18 +27,20 @@ class ControlServer:
         self.engine = engine
         self.path = path
         self.on_down = on_down
-        self.server: asyncio.base_events.Server | None = None
+        self.server: Listener | None = None
 
     async def start(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o077)
         try:
-            self.server = await asyncio.start_unix_server(self._client, self.path,
-                                                           limit=4 * 1024 * 1024)
+            sock.bind(self.path)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
+        sock.listen(16)
+        self.server = Listener(sock, Stream, self._client)
 
     def close(self) -> None:
         if self.server:
@@ -47,42 +50,42 @@ class ControlServer:
         except FileNotFoundError:
             pass
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    async def _client(self, st: Stream) -> None:
+        creds = st.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _, uid, _ = struct.unpack("3i", creds)
         if uid not in (0, os.getuid()):
-            writer.close()
+            st.close()
             return
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
                 try:
-                    head = await reader.readexactly(REQ.size)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                    head = await st.read_exact(REQ.size)
+                except (ConnectionError, PeerProtocolError, OSError):
                     break
                 op, tag, offset, length = REQ.unpack(head)
                 if length > MAX_REQUEST:
-                    self._reply(writer, ERROR, tag, f"request of {length} bytes is too large".encode())
+                    self._reply(st, ERROR, tag, f"request of {length} bytes is too large".encode())
                     break
                 carries = op in (Op.WRITE, Op.CONTROL)
-                payload = await reader.readexactly(length) if length and carries else b""
-                task = asyncio.create_task(self._handle(writer, op, tag, offset, length, payload))
+                try:
+                    payload = await st.read_exact(length, REQ.size) if length and carries else b""
+                except (ConnectionError, PeerProtocolError, OSError):
+                    break
+                task = asyncio.create_task(self._handle(st, op, tag, offset, length, payload))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            writer.close()
+            await st.drain()
+            st.close()
 
-    def _reply(self, writer: asyncio.StreamWriter, status: int, tag: int, data: bytes) -> None:
-        if not writer.is_closing():
-            writer.writelines([REP.pack(status, tag, len(data)), data])
+    def _reply(self, st: Stream, status: int, tag: int, data: bytes) -> None:
+        st.send_parts([REP.pack(status, tag, len(data)), data])
 
-    async def _handle(self, writer: asyncio.StreamWriter, op: int, tag: int, offset: int,
-                      length: int, payload: bytes) -> None:
+    async def _handle(self, writer: Stream, op: int, tag: int, offset: int,
+                      length: int, payload: bytes | bytearray) -> None:
         try:
             if op == Op.WRITE:
                 await self.engine.write(offset, payload)

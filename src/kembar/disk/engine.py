@@ -27,7 +27,8 @@ from kembar.disk import digest, gi, wire
 from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
 from kembar.disk.backing import Backing
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
-from kembar.disk.link import Link, authenticate
+from kembar.disk.link import Link, authenticate, dial, listen
+from kembar.disk.stream import Listener
 from kembar.disk.meta import Metadata, MetaStore
 from kembar.disk.states import DISK_BY_CODE, DISK_CODES, ConnState, DiskState, Repl, Role
 from kembar.disk.wire import Msg
@@ -35,11 +36,11 @@ from kembar.errors import AuthError, KembarError, PeerProtocolError, StateError
 
 log = logging.getLogger("kembar.disk")
 
+AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 RS_RUN_BITS = 256  # one resync request: up to 1 MiB
 RS_WINDOW = 8  # resync requests in flight
 OV_CHUNK = 1024 * 1024
 SEND_HIGH_WATER = 8 * 1024 * 1024
-STREAM_LIMIT = 4 * 1024 * 1024  # asyncio reader buffer: whole 1 MiB frames without churn
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Session:
         self.ov_waiting: dict[int, asyncio.Future[bytes]] = {}
         self.role_reply: asyncio.Future[int] | None = None
         self.last_rx = time.monotonic()
+        self.busy = False  # the receive loop waits for local I/O, not for the peer
         self.tasks: list[asyncio.Task[Any]] = []
         self.closed = asyncio.Event()
 
@@ -140,7 +142,7 @@ class Engine:
         self._idle.set()
         self._rs_tokens: list[_Token] = []
         self._conn_task: asyncio.Task[None] | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._server: Listener | None = None
         self._kick = asyncio.Event()
         self._promoting = False
         self._rs_clock = 0.0
@@ -194,9 +196,7 @@ class Engine:
         self.want_connect = True
         self.conn = ConnState.CONNECTING
         if self.node > self.peer_name:
-            self._server = await asyncio.start_server(
-                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True,
-                limit=STREAM_LIMIT)
+            self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
         self._conn_task = asyncio.create_task(self._conn_loop())
 
     async def stop(self) -> None:
@@ -217,24 +217,21 @@ class Engine:
         while True:
             if self.want_connect and self.session is None and self.node < self.peer_name:
                 try:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                        self.peer_host.address, self.cfg.port, local_addr=(self.local.address, 0),
-                        limit=STREAM_LIMIT),
+                    link = await asyncio.wait_for(
+                        dial(self.peer_host.address, self.cfg.port, self.local.address),
                         timeout=self.cfg.timeout)
                 except (OSError, asyncio.TimeoutError) as exc:
                     log.debug("connect to %s failed: %s", self.peer_name, exc)
                 else:
-                    await self._run_link(Link(reader, writer))
+                    await self._run_link(link)
             self._kick.clear()
             try:
                 await asyncio.wait_for(self._kick.wait(), timeout=self.cfg.connect_int)
             except asyncio.TimeoutError:
                 pass
 
-    async def _on_incoming(self, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-        link = Link(reader, writer)
-        source = (writer.get_extra_info("peername") or ("?",))[0]
+    async def _on_incoming(self, link: Link) -> None:
+        source = link.peer_host
         if source != self.peer_host.address:
             log.warning("%s: refused connection from %s (expected %s)", self.disk, source,
                         self.peer_host.address)
@@ -422,7 +419,9 @@ class Engine:
             if now - oldest > cfg.timeout:
                 self.last_error = f"peer did not acknowledge a write within {cfg.timeout:g}s"
                 break
-            if pinged_at and s.last_rx < pinged_at and now - pinged_at > cfg.ping_timeout:
+            if s.busy:
+                pinged_at = 0.0  # our own disk holds the receive loop: not the peer's fault
+            elif pinged_at and s.last_rx < pinged_at and now - pinged_at > cfg.ping_timeout:
                 self.last_error = f"no PING_ACK within {cfg.ping_timeout:g}s"
                 break
             if s.last_rx >= pinged_at:
@@ -498,7 +497,7 @@ class Engine:
                 raise PeerProtocolError("RS_DATA while not SyncTarget")
             self._check_range(body.offset, len(body.data))
             self.counters.rs_received += len(body.data)
-            await self._throttle_incoming()
+            await self._throttle_incoming(s)
             self._spawn(s, self._on_rs_data(s, body.offset, body.data))
         elif kind in (Msg.RS_ACK, Msg.RS_IN_SYNC, Msg.RS_WANT):
             assert isinstance(body, wire.Range)
@@ -526,7 +525,7 @@ class Engine:
             assert isinstance(body, wire.State)
             if s.repl != Repl.SYNC_TARGET:
                 raise PeerProtocolError("SYNC_DONE while not SyncTarget")
-            await self._sync_done_target(s, body)
+            self._spawn(s, self._sync_done_target(s, body))
         elif kind == Msg.OV_REQ:
             assert isinstance(body, wire.Range)
             if s.repl not in (Repl.ESTABLISHED, Repl.VERIFY_T):
@@ -591,11 +590,14 @@ class Engine:
             self.last_error = str(exc)
             s.link.close()
 
-    async def _throttle_incoming(self) -> None:
+    async def _throttle_incoming(self, s: Session) -> None:
         """Keep the receiver from queueing unbounded writes behind a slow disk."""
-        while self._inflight > 64:
+        while self._inflight > 16:
+            s.busy = True
             self._idle.clear()
             await self._idle.wait()
+            s.last_rx = time.monotonic()
+        s.busy = False
 
     # ------------------------------------------------- secondary: applying
 
@@ -606,7 +608,7 @@ class Engine:
         self.counters.received += len(body.data)
         if self.cfg.protocol == "B":
             s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
-        await self._throttle_incoming()
+        await self._throttle_incoming(s)
         self._spawn(s, self._apply_data(s, seq, body.offset, body.data))
 
     async def _apply_data(self, s: Session, seq: int, offset: int, data: bytes | memoryview) -> None:
@@ -625,7 +627,7 @@ class Engine:
 
     def _io_done(self) -> None:
         self._inflight -= 1
-        if self._inflight <= 64:
+        if self._inflight <= 16:
             self._idle.set()
 
     async def _on_rs_data(self, s: Session, offset: int, data: bytes | memoryview) -> None:
@@ -825,7 +827,7 @@ class Engine:
             raise StateError(f"{self.disk} is Secondary on {self.node}; only the Primary "
                              "reads and writes data")
 
-    async def write(self, offset: int, data: bytes | memoryview) -> None:
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write on the Primary; returns when complete under the configured protocol."""
         self._require_primary()
         self.backing.check_range(offset, len(data))
@@ -890,7 +892,15 @@ class Engine:
         if self.al.plan(extents) is None:
             return
         async with self._al_lock:
-            change = self.al.plan(extents)
+            if self.al.plan(extents) is None:
+                return
+            # Sequential writers would pay one activity-log commit per 4 MiB: activate
+            # a few following extents with the same commit (costs a larger resync of
+            # those regions after a crash of the Primary, nothing else).
+            last_extent = (self.size - 1) // EXTENT_SIZE
+            ahead = min(AL_PREFETCH, self.cfg.al_extents // 4)
+            more = range(extents.stop, min(extents.stop + ahead, last_extent + 1))
+            change = self.al.plan([*extents, *more])
             if change is None:
                 return
             if change.evict:
@@ -987,9 +997,7 @@ class Engine:
         self.want_connect = True
         self.conn = ConnState.CONNECTING
         if self._server is None and self.node > self.peer_name:
-            self._server = await asyncio.start_server(
-                self._on_incoming, self.local.address, self.cfg.port, reuse_address=True,
-                limit=STREAM_LIMIT)
+            self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
         self._kick.set()
         return f"{self.disk}: connecting to {self.peer_name}"
 

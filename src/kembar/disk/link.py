@@ -10,10 +10,13 @@ import asyncio
 import hashlib
 import hmac
 import os
+import socket
+from typing import Any, Callable, Coroutine
 
 from kembar.disk import wire
 from kembar.disk.wire import Msg
 from kembar.errors import AuthError, PeerProtocolError
+from kembar.disk.stream import Listener, Stream, tcp_listener
 
 PROTO = 1
 
@@ -23,26 +26,13 @@ def auth_mac(secret: bytes, challenge: bytes, sender: str, disk: str) -> bytes:
     return hmac.new(secret, msg, hashlib.sha256).digest()
 
 
-class Link:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.bytes_in = 0
-        self.bytes_out = 0
-        writer.transport.set_write_buffer_limits(high=4 * 1024 * 1024)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+class Link(Stream):
+    """A replication connection: strict wire frames over a Stream."""
 
     async def recv(self) -> tuple[Msg, int, wire.Body]:
-        try:
-            raw = await self.reader.readexactly(wire.HEADER_SIZE)
-            head = wire.decode_header(raw)
-            payload = await self.reader.readexactly(head.length) if head.length else b""
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                raise PeerProtocolError(
-                    f"peer vanished in the middle of a frame ({len(exc.partial)} bytes)") from None
-            raise ConnectionResetError("connection closed by peer") from None
+        raw = await self.read_exact(wire.HEADER_SIZE, 0)
+        head = wire.decode_header(bytes(raw))
+        payload = await self.read_exact(head.length, len(raw)) if head.length else b""
         wire.check_payload(head, payload)
         self.bytes_in += wire.HEADER_SIZE + head.length
         return head.kind, head.seq, wire.decode_body(head.kind, payload)
@@ -56,21 +46,21 @@ class Link:
     def send(self, kind: Msg, body: wire.Body, seq: int = 0) -> None:
         self.send_parts(wire.encode_body(kind, seq, body))
 
-    def send_parts(self, parts: list[bytes | memoryview]) -> None:
-        self.bytes_out += sum(len(p) for p in parts)
-        self.writer.writelines(parts)
 
-    def buffered(self) -> int:
-        return self.writer.transport.get_write_buffer_size()
+async def dial(host: str, port: int, local_host: str) -> Link:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((local_host, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return Link(sock)
 
-    async def drain(self) -> None:
-        await self.writer.drain()
 
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:  # noqa: BLE001 - closing a broken socket
-            pass
+def listen(host: str, port: int, handler: Callable[[Link], Coroutine[Any, Any, None]]) -> Listener:
+    return tcp_listener(host, port, Link, handler)
 
 
 async def authenticate(link: Link, secret: bytes, me: str, peer: str, disk: str) -> None:

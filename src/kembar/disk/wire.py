@@ -59,14 +59,15 @@ class Msg(IntEnum):
     BYE = 25
 
 
-def _crc_of(header_zero_crc: bytes, parts: list[bytes | memoryview]) -> int:
+def _crc_of(header_zero_crc: bytes, parts: list[bytes | bytearray | memoryview]) -> int:
     crc = _crc.crc32c(header_zero_crc)
     for part in parts:
         crc = _crc.crc32c(part, crc)
     return int(crc)
 
 
-def encode_frame(kind: Msg, seq: int, *parts: bytes | memoryview) -> list[bytes | memoryview]:
+def encode_frame(kind: Msg, seq: int,
+                 *parts: bytes | bytearray | memoryview) -> list[bytes | bytearray | memoryview]:
     """Frame a payload given in pieces; returns pieces for ``writelines`` (no copy)."""
     length = sum(len(p) for p in parts)
     if length > MAX_PAYLOAD:
@@ -76,11 +77,12 @@ def encode_frame(kind: Msg, seq: int, *parts: bytes | memoryview) -> list[bytes 
     return [HEADER.pack(MAGIC, VERSION, int(kind), 0, length, seq, crc), *parts]
 
 
-def encode_body(kind: Msg, seq: int, body: "Body") -> list[bytes | memoryview]:
+def encode_body(kind: Msg, seq: int, body: "Body") -> list[bytes | bytearray | memoryview]:
     return encode_frame(kind, seq, body.encode())  # type: ignore[attr-defined]
 
 
-def encode_data(kind: Msg, seq: int, offset: int, data: bytes | memoryview) -> list[bytes | memoryview]:
+def encode_data(kind: Msg, seq: int, offset: int,
+                data: bytes | bytearray | memoryview) -> list[bytes | bytearray | memoryview]:
     """DATA / RS_DATA without copying the data."""
     return encode_frame(kind, seq, DataBlock.FIXED.pack(offset), data)
 
@@ -114,7 +116,7 @@ def decode_header(raw: bytes) -> FrameHeader:
     return FrameHeader(msg, length, seq, crc, raw)
 
 
-def check_payload(head: FrameHeader, payload: bytes) -> None:
+def check_payload(head: FrameHeader, payload: bytes | bytearray) -> None:
     head0 = head.raw[: HEADER_SIZE - 4] + b"\0\0\0\0"
     if _crc_of(head0, [payload]) != head.crc:
         raise PeerProtocolError(f"bad checksum on {head.kind.name} frame seq {head.seq}")
@@ -424,7 +426,7 @@ BODIES: dict[Msg, type[Body]] = {
 }
 
 
-def decode_body(kind: Msg, payload: bytes) -> Body:
+def decode_body(kind: Msg, payload: bytes | bytearray) -> Body:
     """Decode a payload for its message type; PeerProtocolError on any mismatch."""
     body_cls = BODIES[kind]
     try:
