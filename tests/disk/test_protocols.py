@@ -87,3 +87,24 @@ def test_secondary_refuses_io_and_never_two_primaries(make_pair: Callable[..., P
     with p.client("n2") as c:
         c.write(0, b"from n2")
     wait_for(lambda: p.backing("n1").read_bytes()[:7] == b"from n2", 5, "replication n2->n1")
+
+
+def test_stalled_peer_is_dropped_then_reconnects_by_itself(make_pair: Callable[..., Pair]) -> None:
+    """A Secondary that stops answering for longer than `timeout` is dropped: the pending
+    protocol C write completes (marked out of sync); when the peer answers again the link
+    comes back by itself and the marked blocks are resynced."""
+    p = make_pair(protocol="C", options={"timeout": "2s", "ping_int": "1s",
+                                         "ping_timeout": "500ms"})
+    p.start_fresh()
+    os.kill(p.pid("n2"), signal.SIGSTOP)
+    try:
+        t = _write_in_thread(p, b"S" * 8192)
+        t.join(10)
+        assert not t.is_alive(), "the write did not complete after the peer timed out"
+        st = p.st("n1")
+        assert st["peer"]["connection"] != "Connected" and st["out_of_sync"] >= 8192
+    finally:
+        os.kill(p.pid("n2"), signal.SIGCONT)
+    p.wait_synced(30)
+    assert p.identical()
+    assert p.st("n1")["counters"]["connects"] >= 2

@@ -569,8 +569,6 @@ class Engine:
             raise PeerProtocolError(f"unexpected {kind.name} on an established connection")
 
     def _check_range(self, offset: int, length: int) -> None:
-        if offset % BLOCK_SIZE and length % BLOCK_SIZE:
-            pass
         if offset < 0 or length <= 0 or offset + length > self.size:
             raise PeerProtocolError(f"range {offset}+{length} outside the disk")
 
@@ -605,6 +603,7 @@ class Engine:
         if self.role == Role.PRIMARY:
             raise PeerProtocolError("DATA from the peer while we are Primary")
         self._check_range(body.offset, len(body.data))
+        self._mark_stale(body.offset, body.offset + len(body.data))  # a verify read here
         self.counters.received += len(body.data)
         if self.cfg.protocol == "B":
             s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
