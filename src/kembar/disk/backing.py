@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import stat
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+import threading
+from typing import Any, Callable, TypeVar
 
 from kembar.errors import KembarError
 
@@ -48,6 +49,61 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
+class IoThread:
+    """One worker thread, FIFO; completions reach the loop in batches (one wake-up for
+    all that finished meanwhile, where ``run_in_executor`` pays one per call)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._q: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
+                                         asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="kembar-io", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._q.put((fn, args, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, args, fut = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                error = exc
+            with self._lock:
+                first = not self._done
+                self._done.append((fut, result, error))
+            if first:
+                try:
+                    self._loop.call_soon_threadsafe(self._complete)
+                except RuntimeError:
+                    return  # the loop is closed: nobody waits any more
+
+    def _complete(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+        for fut, result, error in done:
+            if fut.cancelled():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+    def shutdown(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+
+
 class Backing:
     def __init__(self, path: str, size: int) -> None:
         self.path = path
@@ -56,7 +112,7 @@ class Backing:
             self.fd = os.open(path, os.O_RDWR)
         except OSError as exc:
             raise KembarError(f"cannot open backing store {path}: {exc.strerror}") from None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kembar-io")
+        self._io = IoThread(asyncio.get_running_loop())
 
     def check_range(self, offset: int, length: int) -> None:
         if offset < 0 or length <= 0 or offset + length > self.size:
@@ -64,10 +120,14 @@ class Backing:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run any blocking call in order with the data I/O (used for metadata too)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await self._io.submit(fn, *args)
+
+    def write_now(self, offset: int, data: bytes | bytearray | memoryview) -> asyncio.Future[None]:
+        """Queue a write at once (its place in the FIFO is taken now); await the result."""
+        return self._io.submit(_pwrite_all, self.fd, data, offset)
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        await self.run(_pwrite_all, self.fd, data, offset)
+        await self.write_now(offset, data)
 
     async def read(self, offset: int, length: int) -> bytes:
         return await self.run(_pread_all, self.fd, length, offset)
@@ -76,5 +136,5 @@ class Backing:
         await self.run(os.fsync, self.fd)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._io.shutdown()
         os.close(self.fd)

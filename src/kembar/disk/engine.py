@@ -498,7 +498,8 @@ class Engine:
             self._check_range(body.offset, len(body.data))
             self.counters.rs_received += len(body.data)
             await self._throttle_incoming(s)
-            self._spawn(s, self._on_rs_data(s, body.offset, body.data))
+            written = self._submit_write(body.offset, body.data)
+            self._spawn(s, self._on_rs_data(s, body.offset, len(body.data), written))
         elif kind in (Msg.RS_ACK, Msg.RS_IN_SYNC, Msg.RS_WANT):
             assert isinstance(body, wire.Range)
             rfut = s.rs_waiting.pop(body.offset, None)
@@ -608,16 +609,22 @@ class Engine:
         if self.cfg.protocol == "B":
             s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
         await self._throttle_incoming(s)
-        self._spawn(s, self._apply_data(s, seq, body.offset, body.data))
+        written = self._submit_write(body.offset, body.data)
+        self._spawn(s, self._apply_data(s, seq, body.offset, len(body.data), written))
 
-    async def _apply_data(self, s: Session, seq: int, offset: int, data: bytes | memoryview) -> None:
+    def _submit_write(self, offset: int, data: bytes | bytearray | memoryview) -> asyncio.Future[None]:
+        """Queue a write on the backing store now: its place in the FIFO is the order of
+        the calls (arrival order on the Secondary, send order on the Primary)."""
         self._inflight += 1
-        try:
-            await self.backing.write(offset, data)
-        finally:
-            self._io_done()
-        if s.repl == Repl.SYNC_TARGET and offset % BLOCK_SIZE == 0 and len(data) % BLOCK_SIZE == 0:
-            self.bitmap.clear_range_full(offset, len(data))
+        written = self.backing.write_now(offset, data)
+        written.add_done_callback(lambda _: self._io_done())
+        return written
+
+    async def _apply_data(self, s: Session, seq: int, offset: int, length: int,
+                          written: asyncio.Future[None]) -> None:
+        await written
+        if s.repl == Repl.SYNC_TARGET:
+            self.bitmap.clear_range_full(offset, length)
         s.link.send(Msg.WRITE_ACK, wire.Status(0), seq)
 
     async def _on_flush(self, s: Session, seq: int) -> None:
@@ -629,14 +636,11 @@ class Engine:
         if self._inflight <= 16:
             self._idle.set()
 
-    async def _on_rs_data(self, s: Session, offset: int, data: bytes | memoryview) -> None:
-        self._inflight += 1
-        try:
-            await self.backing.write(offset, data)
-        finally:
-            self._io_done()
-        self.bitmap.clear_range_full(offset, len(data))
-        s.link.send(Msg.RS_ACK, wire.Range(offset, len(data)))
+    async def _on_rs_data(self, s: Session, offset: int, length: int,
+                          written: asyncio.Future[None]) -> None:
+        await written
+        self.bitmap.clear_range_full(offset, length)
+        s.link.send(Msg.RS_ACK, wire.Range(offset, length))
 
     async def _on_rs_csum(self, s: Session, body: wire.Range) -> None:
         data = await self.backing.read(body.offset, body.length)
@@ -853,14 +857,10 @@ class Engine:
             self.counters.sent += len(data)
         else:
             self.bitmap.set_range(offset, len(data))
-        self._inflight += 1
-        local = asyncio.ensure_future(self.backing.write(offset, data))
-        try:
-            if s is not None and pending is not None and s.link.buffered() > SEND_HIGH_WATER:
-                await s.link.drain()
-            await local
-        finally:
-            self._io_done()
+        local = self._submit_write(offset, data)  # same order as the send above
+        if s is not None and pending is not None and s.link.buffered() > SEND_HIGH_WATER:
+            await s.link.drain()
+        await local
         if pending is not None:
             proto = self.cfg.protocol
             if proto == "B":
