@@ -45,7 +45,7 @@ from kembar.lab.pair import Pair
 
 MiB = 1024 * 1024
 CHUNK = MiB
-WINDOW = 16
+WINDOW = int(os.environ.get("KEMBAR_BENCH_WINDOW", "16"))
 PAD = MiB  # a disk is the written size plus a little
 AIM_WRITES = {"A": 0.9, "B": None, "C": 0.8}  # replicated / baseline, at least
 AIM_SYNC = 0.8  # baseline time / sync time, at least

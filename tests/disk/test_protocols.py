@@ -108,3 +108,20 @@ def test_stalled_peer_is_dropped_then_reconnects_by_itself(make_pair: Callable[.
     p.wait_synced(30)
     assert p.identical()
     assert p.st("n1")["counters"]["connects"] >= 2
+
+
+def test_outdated_data_is_never_promoted(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair()
+    p.start_fresh()
+    p.kembar("n1", "disconnect", "r0")
+    wait_for(lambda: p.st("n2")["peer"]["connection"] != "Connected", 10)
+    assert "Outdated" in p.kembar("n2", "outdate", "r0").stdout
+    res = p.kembar("n2", "primary", "r0", check=False)
+    assert res.returncode != 0 and "Outdated" in res.stderr
+    p.kembar("n2", "down", "r0")  # Outdated survives a restart
+    p.up("n2")
+    assert p.st("n2")["disk_state"] == "Outdated"
+    p.kembar("n1", "connect", "r0")  # back with its UpToDate peer: UpToDate again
+    p.wait_synced()
+    p.kembar("n1", "secondary", "r0")
+    p.kembar("n2", "primary", "r0")

@@ -175,6 +175,7 @@ _verb("secondary", "Demote to Secondary.")
 _verb("connect", "Connect to the peer (again).",
       discard_my_data="In a split brain, make this node the sync target.")
 _verb("disconnect", "Drop the connection and stay StandAlone.")
+_verb("outdate", "Mark a disconnected Secondary's data Outdated (it cannot be promoted).")
 
 
 @disk.command()

@@ -119,6 +119,7 @@ class ControlServer:
             "secondary": e.demote,
             "connect": lambda: e.connect(discard_my_data=bool(req.get("discard_my_data"))),
             "disconnect": e.disconnect,
+            "outdate": e.outdate,
             "verify": e.verify,
             "down": self._down,
         }

@@ -335,6 +335,12 @@ class Engine:
         if code == gi.Code.REFUSED:
             raise _Refuse(f"sync refused: {verdict.rule}")
         self.discard_my_data = False
+        if (code == gi.Code.NO_SYNC and self.disk_state == DiskState.OUTDATED
+                and s.peer_disk == DiskState.UP_TO_DATE):
+            # Same generation as an UpToDate peer: nothing is missing any more.
+            self.disk_state = DiskState.UP_TO_DATE
+            self.md.was_up_to_date = True
+            await self._persist()
         if code.is_sync:
             await self._exchange_bitmaps(s, code)
         self.conn = ConnState.CONNECTED
@@ -999,6 +1005,21 @@ class Engine:
             self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
         self._kick.set()
         return f"{self.disk}: connecting to {self.peer_name}"
+
+    async def outdate(self) -> str:
+        """Mark this node's data Outdated (a fencing handler does this to the peer of a
+        Primary that lost its connection): it can no longer be promoted by mistake."""
+        if self.role == Role.PRIMARY:
+            raise StateError(f"{self.disk}: refusing to outdate the data of the Primary")
+        if self.session is not None:
+            raise StateError(f"{self.disk}: connected to {self.peer_name}; outdate applies "
+                             "to a disconnected Secondary")
+        if self.disk_state == DiskState.UP_TO_DATE:
+            self.md.was_up_to_date = False
+            self.disk_state = DiskState.OUTDATED
+            await self._persist()
+            log.info("%s: disk UpToDate -> Outdated", self.disk)
+        return f"{self.disk}: {self.disk_state.value}"
 
     async def disconnect(self, reason: str = "disconnect by the operator") -> str:
         self.want_connect = False
