@@ -7,7 +7,8 @@
 Sections:
   writes  replicated sequential 1 MiB writes (DiskClient.submit_write, window 16, final
           flush) per protocol A/B/C, against os.pwrite of the same bytes to two local files
-          (the pair's backing files after `down`) plus fsync of both.
+          of the same size on the same filesystem plus fsync of both; 3 interleaved rounds
+          (--repeat), the median ratio is reported (these disks are noisy).
   sync    full initial sync of a disk holding real data, against a plain copy of the same
           file over one TCP socket between two processes (read, sendall, recv, write, fsync).
   resync  resync after 10 MiB changed while disconnected, against the full sync time.
@@ -30,6 +31,7 @@ import platform
 import random
 import re
 import shutil
+import statistics
 import signal
 import socket
 import subprocess
@@ -46,6 +48,7 @@ from kembar.lab.pair import Pair
 MiB = 1024 * 1024
 CHUNK = MiB
 WINDOW = int(os.environ.get("KEMBAR_BENCH_WINDOW", "16"))
+REPEAT = 3  # rounds per write figure (--repeat); the median ratio is reported
 PAD = MiB  # a disk is the written size plus a little
 AIM_WRITES = {"A": 0.9, "B": None, "C": 0.8}  # replicated / baseline, at least
 AIM_SYNC = 0.8  # baseline time / sync time, at least
@@ -220,20 +223,29 @@ def baseline_pass(paths: list[Path], nbytes: int, buf: bytes) -> float:
 
 
 def bench_writes_one(base: Path, size: int, protocol: str, buf: bytes) -> list[dict[str, Any]]:
+    """REPEAT rounds, each: replicated cold, replicated cached, baseline cold, baseline
+    cached (baseline on two other files of the same size on the same filesystem), so that
+    both sides of a ratio see the same moment of a noisy disk; medians are reported."""
     pair = new_pair(base, f"writes-{label(size)}-{protocol}", size + PAD, protocol)
     try:
-        for node in ("n1", "n2"):  # allocated, like the files of the baseline
-            fd = os.open(pair.backing(node), os.O_RDWR)
+        paths = [pair.root / "baseline-1.img", pair.root / "baseline-2.img"]
+        for path in [pair.backing("n1"), pair.backing("n2"), *paths]:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                os.posix_fallocate(fd, 0, size + PAD)
+                os.posix_fallocate(fd, 0, size + PAD)  # allocated, all four alike
             finally:
                 os.close(fd)
         initial = start(pair, sync_timeout(size))
         before = counters(pair)
-        repl, flush = {}, {}
-        for cache in ("cold", "cached"):
-            prepare(cache)
-            repl[cache], flush[cache] = replicated_pass(pair, size, buf)
+        runs: dict[str, list[tuple[float, float, float]]] = {"cold": [], "cached": []}
+        for _ in range(REPEAT):
+            repl, flush = {}, {}
+            for cache in ("cold", "cached"):
+                prepare(cache)
+                repl[cache], flush[cache] = replicated_pass(pair, size, buf)
+            for cache in ("cold", "cached"):
+                prepare(cache)
+                runs[cache].append((repl[cache], flush[cache], baseline_pass(paths, size, buf)))
         after = counters(pair)
         rss = {n: vm_status(pair.pid(n)) for n in ("n1", "n2")}
         reconnects = after["connects"] - before["connects"]
@@ -241,18 +253,20 @@ def bench_writes_one(base: Path, size: int, protocol: str, buf: bytes) -> list[d
             note(f"writes {label(size)} {protocol}: the connection dropped {reconnects}x "
                  "during the writes (see the disk logs)")
         stop(pair)
-        paths = [pair.backing("n1"), pair.backing("n2")]
         rows = []
         for cache in ("cold", "cached"):
-            prepare(cache)
-            b = baseline_pass(paths, size, buf)
-            r = repl[cache]
+            ratios = [b / r for r, _, b in runs[cache]]
+            r = statistics.median(x[0] for x in runs[cache])
+            f = statistics.median(x[1] for x in runs[cache])
+            b = statistics.median(x[2] for x in runs[cache])
             rows.append({"size": size, "protocol": protocol, "cache": cache,
                          "replicated_s": round(r, 3), "baseline_s": round(b, 3),
-                         "replicated_flush_s": round(flush[cache], 3),
+                         "replicated_flush_s": round(f, 3),
                          "replicated_mibs": round(mibs(size, r), 1),
                          "baseline_mibs": round(mibs(size, b), 1),
-                         "ratio": round(b / r, 3), "aim": AIM_WRITES[protocol],
+                         "ratio": round(statistics.median(ratios), 3),
+                         "ratios": [round(x, 3) for x in ratios],
+                         "aim": AIM_WRITES[protocol],
                          "reconnects": reconnects, "initial_sync_s": round(initial, 2),
                          "rss_mib": {n: round(v["VmRSS"], 1) for n, v in rss.items()},
                          "hwm_mib": {n: round(v["VmHWM"], 1) for n, v in rss.items()}})
@@ -265,7 +279,7 @@ def bench_writes(base: Path, sizes: list[int]) -> list[dict[str, Any]]:
     buf = pattern()
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        if not fits(base, 2 * (size + PAD), f"writes {label(size)}"):
+        if not fits(base, 4 * (size + PAD), f"writes {label(size)}"):
             continue
         for protocol in ("A", "B", "C"):
             print(f"writes {label(size)} protocol {protocol} ...", flush=True)
@@ -518,7 +532,7 @@ def report(res: dict[str, Any]) -> None:
 
     con = Console(width=140)
     if res.get("writes"):
-        t = Table(title="Replicated writes: sequential 1 MiB, window 16, final flush "
+        t = Table(title="Replicated writes: sequential 1 MiB, window 16, final flush, median of rounds "
                         "(ratio = replicated / baseline MiB/s; baseline = pwrite to 2 files "
                         "+ fsync both)")
         for col in ("size", "proto", "cache", "replicated MiB/s", "(flush s)", "baseline MiB/s", "ratio",
@@ -589,6 +603,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run: sizes 16M,32M; 32M sync")
     ap.add_argument("--sizes", help="write sizes, e.g. 100M,500M,1G")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="rounds per write figure (default 3, --quick 1); median reported")
     ap.add_argument("--sync-size", type=parse_size, help="disk size of the sync/resync "
                     "and memory runs (default 1G, 32M with --quick)")
     args = ap.parse_args(argv)
@@ -600,6 +616,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"unknown sections {sorted(bad)}; choose from {','.join(SECTIONS)}")
     if args.sync_size is None:
         args.sync_size = 32 * MiB if args.quick else 1024 * MiB
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    global REPEAT
+    REPEAT = args.repeat
     return args
 
 

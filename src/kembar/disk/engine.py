@@ -504,7 +504,7 @@ class Engine:
             self._check_range(body.offset, len(body.data))
             self.counters.rs_received += len(body.data)
             await self._throttle_incoming(s)
-            written = self._submit_write(body.offset, body.data)
+            written = self._submit_write(body.offset, body.data, from_peer=True)
             self._spawn(s, self._on_rs_data(s, body.offset, len(body.data), written))
         elif kind in (Msg.RS_ACK, Msg.RS_IN_SYNC, Msg.RS_WANT):
             assert isinstance(body, wire.Range)
@@ -615,14 +615,15 @@ class Engine:
         if self.cfg.protocol == "B":
             s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
         await self._throttle_incoming(s)
-        written = self._submit_write(body.offset, body.data)
+        written = self._submit_write(body.offset, body.data, from_peer=True)
         self._spawn(s, self._apply_data(s, seq, body.offset, len(body.data), written))
 
-    def _submit_write(self, offset: int, data: bytes | bytearray | memoryview) -> asyncio.Future[None]:
+    def _submit_write(self, offset: int, data: bytes | bytearray | memoryview,
+                      from_peer: bool = False) -> asyncio.Future[None]:
         """Queue a write on the backing store now: its place in the FIFO is the order of
         the calls (arrival order on the Secondary, send order on the Primary)."""
         self._inflight += 1
-        written = self.backing.write_now(offset, data)
+        written = self.backing.write_now(offset, data, writeback=from_peer)
         written.add_done_callback(lambda _: self._io_done())
         return written
 
