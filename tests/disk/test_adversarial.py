@@ -392,3 +392,65 @@ def test_peer_killed_during_writes(make_pair: Callable[..., Pair]) -> None:
     p.up("n2")
     p.wait_synced(30)
     assert p.identical()
+
+
+# ------------------------------------------- damage on an established connection
+
+
+def _establish(p: Pair) -> FakePeer:
+    """A fake n1 that completes the whole handshake with a fresh n2 (both Inconsistent,
+    no sync), so that what follows reaches the established connection."""
+    f = FakePeer(p)
+    f.authenticate()
+    kind, _ = f.recv_frame()
+    assert kind == Msg.PARAMS
+    f.send(frame(Msg.PARAMS, params_body()))
+    f.send(frame(Msg.DECISION, wire.Decision(0).encode()))
+    kind, payload = f.recv_frame()
+    assert kind == Msg.DECISION and wire.Decision.decode(payload).code == 0
+    kind, _ = f.recv_frame()
+    assert kind == Msg.STATE
+    wait_for(lambda: p.st("n2")["peer"]["connection"] == "Connected", 5, "the fake connected")
+    return f
+
+
+def _bad_data_crc() -> bytes:
+    raw = bytearray(data_frame())
+    raw[-1] ^= 0xFF  # one payload byte: the crc no longer matches
+    return bytes(raw)
+
+
+ESTABLISHED = [
+    (_bad_data_crc(), "bad checksum on DATA frame"),
+    (frame(Msg.DATA, struct.pack("!Q", SIZE) + b"\xab" * 4096, seq=1), "outside the disk"),
+    (frame(Msg.RS_ACK, wire.Range(0, 4096).encode()), "RS_ACK for a range we did not send"),
+    (frame(Msg.WRITE_ACK, wire.Status(0).encode(), seq=77), "WRITE_ACK for unknown write 77"),
+    (frame(Msg.AUTH, b"\0" * wire.MAC_SIZE), "unexpected AUTH on an established connection"),
+]
+
+
+def test_damage_on_an_established_connection_applies_nothing(
+        make_pair: Callable[..., Pair]) -> None:
+    p = make_pair(size=SIZE)
+    p.create()
+    p.up("n2")
+    for raw, text in ESTABLISHED:
+        before = counters(p, "n2")["protocol_errors"]
+        f = _establish(p)
+        try:
+            f.send(raw)
+            assert f.closed_by_peer()
+        finally:
+            f.close()
+        wait_for(lambda: text in p.log("n2"), 5, f"log line {text!r}")
+        assert counters(p, "n2")["protocol_errors"] == before + 1
+        assert all_zero(p, "n2"), text
+    # the same path with an intact frame does write: the checks above are not vacuous
+    f = _establish(p)
+    try:
+        f.send(data_frame())
+        kind, _ = f.recv_frame()
+        assert kind == Msg.WRITE_ACK
+    finally:
+        f.close()
+    assert p.backing("n2").read_bytes()[:4096] == b"\xab" * 4096
