@@ -7,6 +7,7 @@ Operator errors (``KembarError``) exit non-zero with exactly one stderr line sta
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,9 +68,10 @@ def tree(p: Pair) -> dict[str, bytes]:
 
 @pytest.fixture
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    p = Pair(tmp_path_factory.mktemp("kembar-cli-"), size=4 * 1024 * 1024)
+    p = Pair(tmp_path_factory.mktemp("kembar-test-cli-"), size=4 * 1024 * 1024)
     yield p
     p.cleanup()
+    shutil.rmtree(p.root, ignore_errors=True)
 
 
 def up_n1(p: Pair) -> int:

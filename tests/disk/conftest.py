@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,3 +23,4 @@ def make_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
     yield make
     for pair in pairs:
         pair.cleanup()
+        shutil.rmtree(pair.root, ignore_errors=True)
