@@ -171,3 +171,21 @@ def test_failover_keeps_every_completed_write(make_pair: Callable[..., Pair]) ->
     p.wait_synced()
     assert p.identical()
     assert p.st("n1")["role"] == "Secondary"
+
+
+def test_crash_with_a_changed_activity_log_size_marks_the_whole_disk(
+        make_pair: Callable[..., Pair]) -> None:
+    """If al_extents changed while a crashed Primary was down, its crash regions cannot be
+    read back: the whole disk is resynced rather than trusting an empty log."""
+    p = make_pair()
+    p.start_fresh()
+    with p.client("n1") as c:
+        c.write(0, os.urandom(MiB))
+    p.kill("n1")
+    cfg = p.configs["n1"]
+    cfg.write_text(cfg.read_text().replace("[disks.r0.on.n1]", "al_extents = 61\n[disks.r0.on.n1]"))
+    p.up("n1")
+    assert "does not match al_extents" in p.log("n1")
+    p.wait_synced()
+    assert p.identical()
+    assert _rs(p, "n1") == p.size  # all of it went over again

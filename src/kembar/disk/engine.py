@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,16 @@ class Engine:
         self.bitmap: Bitmap = self.md.bitmap
         self.crashed_primary = self.md.primary_ind
         if self.crashed_primary:
-            extents = self.alfile.load()
+            al_path = self.local.meta + ".al"
+            readable = (not os.path.exists(al_path)
+                        or os.path.getsize(al_path) == 2 * self.alfile.slot_size)
+            extents = self.alfile.load() if readable else []
+            if not readable:
+                # Written with another al_extents: the crash regions are unknown, so
+                # every block is treated as possibly different.
+                self.bitmap.set_all()
+                log.warning("%s: activity log %s does not match al_extents=%d; the whole "
+                            "disk is marked for resync", self.disk, al_path, cfg.al_extents)
             for ext in extents:
                 start = ext * EXTENT_SIZE
                 if start < self.size:
