@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from kembar.disk import digest, gi, wire
@@ -29,79 +28,20 @@ from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
 from kembar.disk.backing import Backing
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
 from kembar.disk.link import Link, authenticate, dial, listen
-from kembar.disk.stream import Listener
 from kembar.disk.meta import Metadata, MetaStore
+from kembar.disk.resync import ResyncMixin
+from kembar.disk.session import SEND_HIGH_WATER, Counters, Pending, Session, SyncProgress, Token
 from kembar.disk.states import DISK_BY_CODE, DISK_CODES, ConnState, DiskState, Repl, Role
+from kembar.disk.stream import Listener
 from kembar.disk.wire import Msg
 from kembar.errors import AuthError, KembarError, PeerProtocolError, StateError
 
 log = logging.getLogger("kembar.disk")
 
 AL_PREFETCH = 7  # extents activated ahead of a sequential writer
-RS_RUN_BITS = 256  # one resync request: up to 1 MiB
-RS_WINDOW = 8  # resync requests in flight
-OV_CHUNK = 1024 * 1024
-SEND_HIGH_WATER = 8 * 1024 * 1024
 
 
-@dataclass
-class Pending:
-    """A replicated write the peer has not acknowledged yet."""
-
-    offset: int
-    length: int
-    extents: range
-    received: asyncio.Future[None]
-    written: asyncio.Future[None]
-    sent_at: float
-
-
-@dataclass
-class Counters:
-    sent: int = 0  # application bytes sent to the peer
-    received: int = 0  # application bytes received from the peer
-    rs_sent: int = 0  # resync bytes sent
-    rs_received: int = 0
-    al_writes: int = 0
-    protocol_errors: int = 0
-    auth_failures: int = 0
-    connects: int = 0
-
-
-@dataclass
-class SyncProgress:
-    total_bits: int = 0
-    started: float = 0.0
-    samples: list[tuple[float, int]] = field(default_factory=list)
-
-
-@dataclass
-class _Token:
-    start: int
-    end: int
-    stale: bool = False
-
-
-class Session:
-    """One authenticated connection and its bookkeeping."""
-
-    def __init__(self, link: Link) -> None:
-        self.link = link
-        self.peer_role = Role.SECONDARY
-        self.peer_disk = DiskState.DUNKNOWN
-        self.repl = Repl.ESTABLISHED
-        self.pending: dict[int, Pending] = {}
-        self.flushes: dict[int, asyncio.Future[None]] = {}
-        self.rs_waiting: dict[int, asyncio.Future[int]] = {}  # resync offset -> ack
-        self.ov_waiting: dict[int, asyncio.Future[bytes]] = {}
-        self.role_reply: asyncio.Future[int] | None = None
-        self.last_rx = time.monotonic()
-        self.busy = False  # the receive loop waits for local I/O, not for the peer
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.closed = asyncio.Event()
-
-
-class Engine:
+class Engine(ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
         self.cfg = cfg
         self.node = node
@@ -150,7 +90,7 @@ class Engine:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._rs_tokens: list[_Token] = []
+        self._rs_tokens: list[Token] = []
         self._conn_task: asyncio.Task[None] | None = None
         self._server: Listener | None = None
         self._kick = asyncio.Event()
@@ -652,195 +592,6 @@ class Engine:
         self._inflight -= 1
         if self._inflight <= 16:
             self._idle.set()
-
-    async def _on_rs_data(self, s: Session, offset: int, length: int,
-                          written: asyncio.Future[None]) -> None:
-        await written
-        self.bitmap.clear_range_full(offset, length)
-        s.link.send(Msg.RS_ACK, wire.Range(offset, length))
-
-    async def _on_rs_csum(self, s: Session, body: wire.Range) -> None:
-        data = await self.backing.read(body.offset, body.length)
-        n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
-        differ = digest.differing_blocks(self.cfg.csums_alg, data, body.tail)
-        if differ:
-            s.link.send(Msg.RS_WANT, wire.Range(body.offset, body.length,
-                                                 digest.encode_mask(differ, n)))
-        else:
-            self.bitmap.clear_range_full(body.offset, body.length)
-            s.link.send(Msg.RS_IN_SYNC, wire.Range(body.offset, body.length))
-
-    async def _sync_done_target(self, s: Session, body: wire.State) -> None:
-        await self.backing.flush()
-        old = self.md.current
-        self.md.current = body.current
-        self.md.bitmap_uuid = 0
-        if old and old != body.current:
-            self.md.history = (old, self.md.history[0])
-        self.md.consistent = True
-        self.md.was_up_to_date = True
-        self.bitmap.clear_all()
-        self.disk_state = DiskState.UP_TO_DATE
-        await self._persist()
-        s.repl = Repl.ESTABLISHED
-        log.info("%s: resync finished as SyncTarget: UpToDate", self.disk)
-        self._send_state()
-
-    async def _on_ov_req(self, s: Session, body: wire.Range) -> None:
-        data = await self.backing.read(body.offset, body.length)
-        n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
-        differ = digest.differing_blocks(self.cfg.verify_alg, data, body.tail)
-        first = body.offset // BLOCK_SIZE
-        for i in differ:
-            self.bitmap.set_bits(first + i, 1)
-        s.link.send(Msg.OV_REPLY, wire.Range(body.offset, body.length,
-                                              digest.encode_mask(differ, n)))
-
-    # ------------------------------------------------------- source: resync
-
-    async def _throttle(self, nbytes: int) -> None:
-        rate = self.cfg.resync_rate
-        if not rate:
-            return
-        now = time.monotonic()
-        self._rs_clock = max(self._rs_clock, now) + nbytes / rate
-        ahead = self._rs_clock - now - nbytes / rate
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-
-    def _stale_guard(self, start: int, end: int) -> _Token:
-        token = _Token(start, end)
-        self._rs_tokens.append(token)
-        return token
-
-    def _mark_stale(self, start: int, end: int) -> None:
-        for token in self._rs_tokens:
-            if token.start < end and start < token.end:
-                token.stale = True
-
-    async def _guarded_read(self, offset: int, length: int) -> bytes | None:
-        """Read for resync/verify; None if an application write overlapped meanwhile."""
-        token = self._stale_guard(offset, offset + length)
-        try:
-            data = await self.backing.read(offset, length)
-        finally:
-            self._rs_tokens.remove(token)
-        return None if token.stale else data
-
-    async def _resync_source(self, s: Session) -> None:
-        window = asyncio.Semaphore(RS_WINDOW)
-        inflight: set[asyncio.Task[None]] = set()
-        use_csums = bool(self.cfg.csums_alg)
-
-        async def one(first: int, nbits: int, csums: bool) -> None:
-            try:
-                offset = first * BLOCK_SIZE
-                length = min(nbits * BLOCK_SIZE, self.size - offset)
-                data = await self._guarded_read(offset, length)
-                if data is None:
-                    return  # an application write overlapped: retried in the next pass
-                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-                s.rs_waiting[offset] = fut
-                if csums:
-                    s.link.send(Msg.RS_CSUM, wire.Range(
-                        offset, length, digest.block_digests(self.cfg.csums_alg, data)))
-                else:
-                    s.link.send_parts(wire.encode_data(Msg.RS_DATA, 0, offset, data))
-                    self.counters.rs_sent += length
-                if s.link.buffered() > SEND_HIGH_WATER:
-                    await s.link.drain()
-                await fut
-            finally:
-                window.release()
-
-        passes = 0
-        while True:
-            pos = 0
-            while True:
-                nxt = next(self.bitmap.runs(pos, RS_RUN_BITS), None)
-                if nxt is None:
-                    break
-                first, nbits = nxt
-                pos = first + nbits
-                await window.acquire()
-                await self._throttle(nbits * BLOCK_SIZE)
-                task = asyncio.create_task(one(first, nbits, use_csums and passes == 0))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-            if inflight:
-                await asyncio.gather(*inflight)
-            passes += 1
-            if self.bitmap.count() == 0 and not self._rs_tokens:
-                break
-            await asyncio.sleep(0.01)
-        await self.backing.flush()
-        if self.md.bitmap_uuid:
-            self.md.history = (self.md.bitmap_uuid & gi.MASK, self.md.history[0])
-            self.md.bitmap_uuid = 0
-        self.crashed_primary = False
-        if self.role != Role.PRIMARY:
-            self.md.primary_ind = False
-        await self._persist()
-        s.link.send(Msg.SYNC_DONE, self._state_body())
-        s.repl = Repl.ESTABLISHED
-        log.info("%s: resync finished as SyncSource", self.disk)
-
-    # ---------------------------------------------------------- verification
-
-    async def verify(self) -> dict[str, Any]:
-        s = self.session
-        if s is None or s.repl != Repl.ESTABLISHED:
-            raise StateError(f"{self.disk}: verify needs an established connection with no "
-                             f"resync running (now {self.conn.value}/{self.repl.value})")
-        s.repl = Repl.VERIFY_S
-        found = 0
-        started = time.monotonic()
-        try:
-            pos = 0
-            window = asyncio.Semaphore(RS_WINDOW)
-            tasks = []
-
-            async def one(offset: int, length: int) -> None:
-                nonlocal found
-                try:
-                    while True:
-                        data = await self._guarded_read(offset, length)
-                        if data is None:
-                            continue
-                        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-                        s.ov_waiting[offset] = fut
-                        s.link.send(Msg.OV_REQ, wire.Range(
-                            offset, length, digest.block_digests(self.cfg.verify_alg, data)))
-                        mask = await fut
-                        n = (length + BLOCK_SIZE - 1) // BLOCK_SIZE
-                        for i in digest.decode_mask(mask, n):
-                            found += self.bitmap.set_bits(offset // BLOCK_SIZE + i, 1) or 0
-                            log.warning("%s: online verify: out of sync at sector %d",
-                                        self.disk, (offset + i * BLOCK_SIZE) // 512)
-                        return
-                finally:
-                    window.release()
-
-            while pos < self.size:
-                length = min(OV_CHUNK, self.size - pos)
-                await window.acquire()
-                await self._throttle(length)
-                tasks.append(asyncio.create_task(one(pos, length)))
-                pos += length
-            await asyncio.gather(*tasks)
-            s.link.send(Msg.OV_DONE, wire.Status(0))
-        finally:
-            if s.repl == Repl.VERIFY_S:
-                s.repl = Repl.ESTABLISHED
-        await self._persist()
-        self.verify_result = {"out_of_sync_blocks": found,
-                              "out_of_sync_bytes": found * BLOCK_SIZE,
-                              "seconds": round(time.monotonic() - started, 3)}
-        log.info("%s: online verify done: %d blocks (%d KiB) out of sync", self.disk, found,
-                 found * 4)
-        return self.verify_result
-
-    # -------------------------------------------------------------- the API
 
     def _require_primary(self) -> None:
         if self.role != Role.PRIMARY:
