@@ -121,3 +121,14 @@ def test_decisions_mirror_and_never_discard_a_primary(a: Side, b: Side, policy: 
             and a.current & ~1 not in {h & ~1 for h in b.history}
             and b.current & ~1 not in {h & ~1 for h in a.history}):
         assert mine.code in (Code.SPLIT_BRAIN, Code.REFUSED)
+
+
+def test_interrupted_full_sync_resumes() -> None:
+    # a fresh target marked with the generation it was being synced to
+    target = side("b", 0, bitmap=X)
+    assert decide(target, side("a", X)).code == Code.TARGET
+    assert decide(side("a", X), target).code == Code.SOURCE
+    # the source moved on while apart, tracking changes since X: still a resume
+    assert decide(target, side("a", A, bitmap=X | 1)).code == Code.TARGET
+    # a different source generation: start over
+    assert decide(target, side("a", Y)).code == Code.TARGET_FULL

@@ -189,3 +189,20 @@ def test_crash_with_a_changed_activity_log_size_marks_the_whole_disk(
     p.wait_synced()
     assert p.identical()
     assert _rs(p, "n1") == p.size  # all of it went over again
+
+
+def test_interrupted_full_sync_resumes_where_it_stopped(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair(options={"resync_rate": "4M"})
+    p.create()
+    p.up()
+    p.kembar("n1", "primary", "--force", "r0")
+    wait_for(lambda: p.st("n1").get("sync", {}).get("done_percent", 0) >= 60, 20, "60% synced")
+    p.kembar("n1", "disconnect", "r0")
+    first = _rs(p, "n1")
+    p.kembar("n1", "connect", "r0")
+    p.wait_synced(30)
+    assert p.identical()
+    assert "resume-full-sync" in p.log("n1")
+    total = _rs(p, "n1")
+    assert first >= p.size * 0.5
+    assert total <= p.size * 1.3, f"{total - first} bytes after the resume: it started over"

@@ -292,7 +292,8 @@ class Engine(ResyncMixin):
             self.md.was_up_to_date = True
             await self._persist()
         if code.is_sync:
-            await self._exchange_bitmaps(s, code)
+            await self._exchange_bitmaps(s, code, peer.current,
+                                        verdict.rule == "resume-full-sync")
         self.conn = ConnState.CONNECTED
         self.counters.connects += 1
         self.last_error = ""
@@ -302,7 +303,8 @@ class Engine(ResyncMixin):
             s.repl = Repl.SYNC_TARGET
         log.info("%s: connected to %s (%s), %s", self.disk, self.peer_name, link.peer, s.repl.value)
 
-    async def _exchange_bitmaps(self, s: Session, code: gi.Code) -> None:
+    async def _exchange_bitmaps(self, s: Session, code: gi.Code, peer_current: int,
+                                resume: bool) -> None:
         source = code in (gi.Code.SOURCE, gi.Code.SOURCE_FULL)
         if code.full and source:
             self.bitmap.set_all()
@@ -313,6 +315,11 @@ class Engine(ResyncMixin):
             self.md.was_up_to_date = False
             if code.full:
                 self.bitmap.set_all()
+                if self.md.current == 0:
+                    self.md.bitmap_uuid = peer_current & gi.MASK  # resumable: see gi
+            elif resume:
+                # What is still missing here is what the source still has marked.
+                self.bitmap.clear_all()
             await self._persist()
         raw = self.bitmap.to_bytes()
         step = wire.MAX_DATA

@@ -12,6 +12,8 @@ off for every comparison.
 
 Rules, in order (numbers follow DRBD's ``uuid_compare`` where there is one):
  10 both current UUIDs empty            -> no sync, both stay Inconsistent
+ 15 one side empty, but its bitmap UUID names the other's generation (or bitmap UUID)
+                                        -> an interrupted full sync: resume it (bitmap)
  20/30 one side empty                   -> full sync from the other
  40 equal current                        -> no sync; a crashed Primary is source of its
                                            activity-log extents; marked bits (online verify)
@@ -106,6 +108,10 @@ def compare(me: Side, peer: Side) -> Verdict:
     s, p = _m(me.current), _m(peer.current)
     if s == 0 and p == 0:
         return Verdict(Code.NO_SYNC, "both-fresh")
+    if s == 0 and _resumes(me, peer):
+        return Verdict(Code.TARGET, "resume-full-sync")
+    if p == 0 and _resumes(peer, me):
+        return Verdict(Code.SOURCE, "resume-full-sync")
     if s == 0:
         return Verdict(Code.TARGET_FULL, "i-am-fresh")
     if p == 0:
@@ -127,6 +133,14 @@ def compare(me: Side, peer: Side) -> Verdict:
     if mine & theirs:
         return Verdict(Code.SPLIT_BRAIN, "history-both")
     return Verdict(Code.UNRELATED, "unrelated")
+
+
+def _resumes(target: Side, source: Side) -> bool:
+    """A fresh target records, in its bitmap UUID, the generation it is being fully synced
+    to; while the source is still at that generation (or tracks changes since it), the
+    interrupted full sync resumes from the source's bitmap instead of starting over."""
+    marker = _m(target.bitmap)
+    return bool(marker) and marker in {_m(source.current), _m(source.bitmap)}
 
 
 def _equal_current(me: Side, peer: Side) -> Verdict:

@@ -30,6 +30,7 @@ log = logging.getLogger("kembar.disk")
 RS_RUN_BITS = 256  # one resync request: up to 1 MiB
 RS_WINDOW = 8  # resync requests in flight
 OV_CHUNK = 1024 * 1024
+PERSIST_EVERY = 2.0  # seconds between bitmap saves on a SyncSource
 
 
 class ResyncMixin:
@@ -165,6 +166,7 @@ class ResyncMixin:
                 window.release()
 
         passes = 0
+        persisted = time.monotonic()
         while True:
             pos = 0
             while True:
@@ -173,6 +175,11 @@ class ResyncMixin:
                     break
                 first, nbits = nxt
                 pos = first + nbits
+                if time.monotonic() - persisted > PERSIST_EVERY:
+                    # Progress on disk (bits are only ever cleared lazily): an
+                    # interrupted full sync resumes from here, not from the start.
+                    persisted = time.monotonic()
+                    await self._persist()
                 await window.acquire()
                 await self._throttle(nbits * BLOCK_SIZE)
                 task = asyncio.create_task(one(first, nbits, use_csums and passes == 0))
