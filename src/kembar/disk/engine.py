@@ -29,8 +29,17 @@ from kembar.disk.backing import Backing
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
 from kembar.disk.link import Link, authenticate, dial, listen
 from kembar.disk.meta import Metadata, MetaStore
+from kembar.disk.handshake import HandshakeMixin
 from kembar.disk.resync import ResyncMixin
-from kembar.disk.session import SEND_HIGH_WATER, Counters, Pending, Session, SyncProgress, Token
+from kembar.disk.session import (
+    SEND_HIGH_WATER,
+    Counters,
+    Pending,
+    Refuse,
+    Session,
+    SyncProgress,
+    Token,
+)
 from kembar.disk.states import DISK_BY_CODE, DISK_CODES, ConnState, DiskState, Repl, Role
 from kembar.disk.stream import Listener
 from kembar.disk.wire import Msg
@@ -41,7 +50,7 @@ log = logging.getLogger("kembar.disk")
 AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 
 
-class Engine(ResyncMixin):
+class Engine(HandshakeMixin, ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
         self.cfg = cfg
         self.node = node
@@ -226,7 +235,7 @@ class Engine(ResyncMixin):
             if self.session and self.session.link is link:
                 await self._lost(self.session)
             return
-        except _Refuse as exc:
+        except Refuse as exc:
             self.last_error = str(exc)
             log.error("%s: %s; dropping connection", self.disk, exc)
             link.send(Msg.BYE, wire.Bye(str(exc)[:200]))
@@ -241,107 +250,6 @@ class Engine(ResyncMixin):
         """A failed handshake shows in status unless another connection is live."""
         if self.session is None or self.session.link is link:
             self.last_error = text
-
-    async def _negotiate(self, s: Session) -> None:
-        link = s.link
-        link.send(Msg.PARAMS, self._params())
-        _, body = await link.expect(Msg.PARAMS)
-        assert isinstance(body, wire.Params)
-        peer = body
-        if peer.size != self.size:
-            raise _Refuse(f"backing store sizes differ (mine {self.size}, peer {peer.size} bytes)")
-        if chr(peer.protocol) != self.cfg.protocol:
-            raise _Refuse(f"protocol mismatch (mine {self.cfg.protocol}, peer {chr(peer.protocol)})")
-        if peer.role == 1 and self.role == Role.PRIMARY:
-            raise _Refuse("both nodes are Primary")
-        s.peer_role = Role.PRIMARY if peer.role else Role.SECONDARY
-        s.peer_disk = DISK_BY_CODE.get(peer.disk_state, DiskState.DUNKNOWN)
-        me = gi.Side(self.node, self.md.current, self.md.bitmap_uuid, self.md.history,
-                     self.bitmap.count(), self.role == Role.PRIMARY, self.crashed_primary,
-                     self.discard_my_data, self.disk_state != DiskState.INCONSISTENT)
-        them = gi.Side(self.peer_name, peer.current, peer.bitmap_uuid,
-                       (peer.history0, peer.history1), peer.bitmap_weight, bool(peer.role),
-                       bool(peer.flags & wire.F_CRASHED_PRIMARY),
-                       bool(peer.flags & wire.F_DISCARD_MY_DATA),
-                       s.peer_disk != DiskState.INCONSISTENT)
-        policy = gi.Policy(self.cfg.after_sb_0pri, self.cfg.after_sb_1pri, self.cfg.after_sb_2pri)
-        verdict = gi.decide(me, them, policy)
-        log.info("%s: sync handshake: self %016x:%016x:%016x:%016x bits:%d, peer "
-                 "%016x:%016x:%016x:%016x bits:%d: %s", self.disk, me.current, me.bitmap,
-                 *me.history, me.weight, them.current, them.bitmap, *them.history,
-                 them.weight, verdict)
-        link.send(Msg.DECISION, wire.Decision(int(verdict.code)))
-        _, dec = await link.expect(Msg.DECISION)
-        assert isinstance(dec, wire.Decision)
-        if dec.code != int(verdict.code.mirror()):
-            raise PeerProtocolError(f"peer decided {dec.code}, we decided {int(verdict.code)}")
-        code = verdict.code
-        if code == gi.Code.SPLIT_BRAIN:
-            raise _Refuse(f"Split-Brain detected ({verdict.rule}), dropping connection; "
-                          "resolve with `kembar disk connect --discard-my-data` on the victim")
-        if code == gi.Code.UNRELATED:
-            raise _Refuse("unrelated data: the peer's generation identifiers share no history "
-                          "with ours; refusing to connect")
-        if code == gi.Code.REFUSED:
-            raise _Refuse(f"sync refused: {verdict.rule}")
-        self.discard_my_data = False
-        if (code == gi.Code.NO_SYNC and self.disk_state == DiskState.OUTDATED
-                and s.peer_disk == DiskState.UP_TO_DATE):
-            # Same generation as an UpToDate peer: nothing is missing any more.
-            self.disk_state = DiskState.UP_TO_DATE
-            self.md.was_up_to_date = True
-            await self._persist()
-        if code.is_sync:
-            await self._exchange_bitmaps(s, code, peer.current,
-                                        verdict.rule == "resume-full-sync")
-        self.conn = ConnState.CONNECTED
-        self.counters.connects += 1
-        self.last_error = ""
-        if code in (gi.Code.SOURCE, gi.Code.SOURCE_FULL):
-            s.repl = Repl.SYNC_SOURCE
-        elif code in (gi.Code.TARGET, gi.Code.TARGET_FULL):
-            s.repl = Repl.SYNC_TARGET
-        log.info("%s: connected to %s (%s), %s", self.disk, self.peer_name, link.peer, s.repl.value)
-
-    async def _exchange_bitmaps(self, s: Session, code: gi.Code, peer_current: int,
-                                resume: bool) -> None:
-        source = code in (gi.Code.SOURCE, gi.Code.SOURCE_FULL)
-        if code.full and source:
-            self.bitmap.set_all()
-        if not source:
-            # Inconsistent from the first resync write on, on disk before that write.
-            self.disk_state = DiskState.INCONSISTENT
-            self.md.consistent = False
-            self.md.was_up_to_date = False
-            if code.full:
-                self.bitmap.set_all()
-                if self.md.current == 0:
-                    self.md.bitmap_uuid = peer_current & gi.MASK  # resumable: see gi
-            elif resume:
-                # What is still missing here is what the source still has marked.
-                self.bitmap.clear_all()
-            await self._persist()
-        raw = self.bitmap.to_bytes()
-        step = wire.MAX_DATA
-        for pos in range(0, max(len(raw), 1), step):
-            last = int(pos + step >= len(raw))
-            s.link.send(Msg.BITMAP, wire.BitmapChunk(pos, last, raw[pos:pos + step]))
-        await s.link.drain()
-        got = bytearray()
-        while True:
-            _, body = await s.link.expect(Msg.BITMAP)
-            assert isinstance(body, wire.BitmapChunk)
-            if body.offset != len(got) or len(got) + len(body.data) > len(raw):
-                raise PeerProtocolError("BITMAP chunks out of order or too long")
-            got += body.data
-            if body.last:
-                break
-        if len(got) != len(raw):
-            raise PeerProtocolError(f"peer bitmap has {len(got)} bytes, expected {len(raw)}")
-        self.bitmap.union_update(bytes(got))
-        self.progress = SyncProgress(self.bitmap.count(), time.monotonic())
-        if source:
-            await self._persist()
 
     # --------------------------------------------------------- running link
 
@@ -360,7 +268,7 @@ class Engine(ResyncMixin):
             self.last_error = str(exc)
             log.error("%s: protocol error from %s: %s; dropping connection", self.disk,
                       self.peer_name, exc)
-        except _Refuse as exc:
+        except Refuse as exc:
             self.last_error = str(exc)
             log.error("%s: %s", self.disk, exc)
         except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
@@ -515,7 +423,7 @@ class Engine(ResyncMixin):
             s.peer_role = Role.PRIMARY if body.role else Role.SECONDARY
             s.peer_disk = DISK_BY_CODE.get(body.disk_state, DiskState.DUNKNOWN)
             if s.peer_role == Role.PRIMARY and self.role == Role.PRIMARY:
-                raise _Refuse("peer claims Primary while we are Primary")
+                raise Refuse("peer claims Primary while we are Primary")
         elif kind == Msg.ROLE_REQ:
             ok = self.role != Role.PRIMARY and not self._promoting
             if ok:
@@ -844,7 +752,3 @@ class Engine(ResyncMixin):
         return {"done_percent": round(done, 1), "rate": round(rate),
                 "eta_seconds": (round(eta, 1) if eta is not None else None),
                 "remaining": out_bits * BLOCK_SIZE}
-
-
-class _Refuse(Exception):
-    """The handshake ended in a refusal that needs the operator (split brain, …)."""

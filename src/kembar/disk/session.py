@@ -68,3 +68,7 @@ class Session:
         self.busy = False  # the receive loop waits for local I/O, not for the peer
         self.tasks: list[asyncio.Task[Any]] = []
         self.closed = asyncio.Event()
+
+
+class Refuse(Exception):
+    """The handshake ended in a refusal that needs the operator (split brain, …)."""
