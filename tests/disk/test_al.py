@@ -165,7 +165,7 @@ def test_torn_newer_slot_half(tmp_path: Path) -> None:
 @settings(max_examples=50, deadline=None)
 @given(st.binary(max_size=2000))
 def test_garbage_file(tmp_path_factory: pytest.TempPathFactory, blob: bytes) -> None:
-    path = tmp_path_factory.mktemp("al") / "r0.al"
+    path = tmp_path_factory.mktemp("kembar-test-al") / "r0.al"
     path.write_bytes(blob)
     al = AlFile(path, 16)
     assert al.load() == []
