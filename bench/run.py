@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kembar.lab.pair import Pair
+from kembar.lab.pair import Pair, alive
 
 MiB = 1024 * 1024
 CHUNK = MiB
@@ -164,14 +164,6 @@ def stop(pair: Pair) -> None:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     pair.cleanup()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def remove(pair: Pair) -> None:

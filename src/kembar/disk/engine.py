@@ -154,9 +154,18 @@ class Engine(HandshakeMixin, ResyncMixin):
         """Listen for the peer (the node with the larger name accepts) and connect."""
         self.want_connect = True
         self.conn = ConnState.CONNECTING
-        if self.node > self.peer_name:
-            self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
+        self._ensure_listener()
         self._conn_task = asyncio.create_task(self._conn_loop())
+
+    def _ensure_listener(self) -> None:
+        """The node with the larger name accepts; the other dials."""
+        if self._server is None and self.node > self.peer_name:
+            self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
+
+    async def _drain_writes(self) -> None:
+        """Until every local write is done and the peer acknowledged every replicated one."""
+        while self._inflight or (self.session and self.session.pending):
+            await asyncio.sleep(0.001)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -588,8 +597,7 @@ class Engine(HandshakeMixin, ResyncMixin):
             if change.evict:
                 # Writes in an evicted extent must be on both sides first, and their
                 # bits on disk: the activity log stops covering them.
-                while self._inflight or (self.session and self.session.pending):
-                    await asyncio.sleep(0.001)
+                await self._drain_writes()
                 await self._persist()
             await self.backing.run(self.alfile.commit, change.active_after)
             self.al.apply(change)
@@ -652,8 +660,7 @@ class Engine(HandshakeMixin, ResyncMixin):
     async def demote(self) -> str:
         if self.role != Role.PRIMARY:
             return f"{self.disk} is already Secondary"
-        while self._inflight or (self.session and self.session.pending):
-            await asyncio.sleep(0.001)
+        await self._drain_writes()
         await self.flush()
         self.role = Role.SECONDARY
         self.md.primary_ind = False
@@ -678,8 +685,7 @@ class Engine(HandshakeMixin, ResyncMixin):
             return f"{self.disk}: already connected"
         self.want_connect = True
         self.conn = ConnState.CONNECTING
-        if self._server is None and self.node > self.peer_name:
-            self._server = listen(self.local.address, self.cfg.port, self._on_incoming)
+        self._ensure_listener()
         self._kick.set()
         return f"{self.disk}: connecting to {self.peer_name}"
 

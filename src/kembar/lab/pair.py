@@ -150,7 +150,7 @@ meta = "{root}/n2/r0.md"
         pid = self.pid(node)
         os.kill(pid, sig)
         if sig == signal.SIGKILL:
-            wait_for(lambda: not _alive(pid), 10, f"{node} to die")
+            wait_for(lambda: not alive(pid), 10, f"{node} to die")
             for name in ("r0.pid", "r0.sock"):
                 try:
                     os.unlink(Path(self.run_dir(node), name))
@@ -162,7 +162,7 @@ meta = "{root}/n2/r0.md"
 
     def cleanup(self) -> None:
         for pid in self.started:
-            if _alive(pid):
+            if alive(pid):
                 try:
                     os.kill(pid, signal.SIGCONT)
                     os.kill(pid, signal.SIGKILL)
@@ -170,7 +170,8 @@ meta = "{root}/n2/r0.md"
                     pass
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
