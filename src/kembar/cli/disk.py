@@ -15,6 +15,7 @@ from kembar.config import ClusterConfig, config_path, identify_node, load_cluste
 from kembar.disk.backing import backing_size
 from kembar.disk.client import DiskClient, default_run_dir
 from kembar.disk.control import socket_path
+from kembar.disk.device import DEFAULT_DEV_DIR, cleanup_stale
 from kembar.disk.meta import MetaStore
 from kembar.disk.status import format_status
 from kembar.errors import DaemonNotRunning, KembarError
@@ -27,6 +28,7 @@ class Ctx:
     config: str | None
     node: str | None
     run_dir: str
+    dev_dir: str
 
     def load(self) -> tuple[ClusterConfig, str]:
         cfg = load_cluster(config_path(self.config))
@@ -56,10 +58,13 @@ class Ctx:
               help="Which node this is (default: from the hostname).")
 @click.option("--run-dir", metavar="DIR", envvar="KEMBAR_RUN_DIR", default=None,
               help="Where sockets, pid files and logs live (default /run/kembar).")
+@click.option("--dev-dir", metavar="DIR", envvar="KEMBAR_DEV_DIR", default=DEFAULT_DEV_DIR,
+              show_default=True, help="Where the block device links (DIR/DISK) are made.")
 @click.pass_context
-def disk(ctx: click.Context, config: str | None, node: str | None, run_dir: str | None) -> None:
+def disk(ctx: click.Context, config: str | None, node: str | None, run_dir: str | None,
+         dev_dir: str) -> None:
     """Replicated disks (the DRBD part)."""
-    ctx.obj = Ctx(config, node, run_dir or default_run_dir())
+    ctx.obj = Ctx(config, node, run_dir or default_run_dir(), dev_dir)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -101,7 +106,7 @@ def up(c: Ctx, disk: str) -> None:
         pass
     logfile = os.path.join(c.run_dir, f"{disk}.log")
     cmd = [sys.executable, "-m", "kembar.disk.daemon", "--disk", disk, "--node", node,
-           "--config", str(cfg.source), "--run-dir", c.run_dir]
+           "--config", str(cfg.source), "--run-dir", c.run_dir, "--dev-dir", c.dev_dir]
     with open(logfile, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -134,17 +139,32 @@ def _tail(path: str) -> str:
 
 @disk.command()
 @DISK
+@click.option("--force", is_flag=True,
+              help="Stop even while the block device is mounted or open (its users get I/O "
+                   "errors).")
 @pass_ctx
-def down(c: Ctx, disk: str) -> None:
-    """Stop the disk process cleanly (demotes, disconnects, saves metadata)."""
+def down(c: Ctx, disk: str, force: bool) -> None:
+    """Stop the disk process cleanly (demotes, disconnects, saves metadata).
+
+    Refused while /dev/kembar/DISK is mounted or open, unless --force.  When no disk
+    process runs, removes what a crashed one left behind (its dead FUSE mount, loop
+    devices bound to its file, a stale link)."""
     pidfile = os.path.join(c.run_dir, f"{disk}.pid")
     try:
         with open(pidfile) as fh:
             pid = int(fh.read().strip())
     except (OSError, ValueError):
         pid = 0
-    with c.client(disk) as cl:
-        cl.control("down")
+    try:
+        cl = c.client(disk)
+    except DaemonNotRunning:
+        done = cleanup_stale(disk, c.run_dir, c.dev_dir)
+        for line in done:
+            click.echo(f"{disk}: {line}")
+        click.echo(f"{disk}: down (no disk process was running)")
+        return
+    with cl:
+        cl.control("down", force=force)
     deadline = time.monotonic() + 30
     while pid and time.monotonic() < deadline:
         try:

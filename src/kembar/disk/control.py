@@ -11,6 +11,7 @@ import struct
 from typing import Any, Awaitable, Callable
 
 from kembar.disk.ctlproto import ERROR, MAX_REQUEST, OK, REP, REQ, Op
+from kembar.disk.device import Device
 from kembar.disk.engine import Engine
 from kembar.disk.stream import Listener, Stream
 from kembar.errors import KembarError, PeerProtocolError
@@ -23,8 +24,10 @@ def socket_path(run_dir: str, disk: str) -> str:
 
 
 class ControlServer:
-    def __init__(self, engine: Engine, path: str, on_down: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine, path: str, on_down: Callable[[], None],
+                 device: Device | None = None) -> None:
         self.engine = engine
+        self.device = device
         self.path = path
         self.on_down = on_down
         self.server: Listener | None = None
@@ -113,15 +116,16 @@ class ControlServer:
     async def _control(self, req: dict[str, Any]) -> Any:
         verb = req.get("verb")
         e = self.engine
+        roles: Any = self.device or e  # with a block device, roles go through it
         handlers: dict[str, Callable[[], Awaitable[Any]]] = {
             "status": self._status,
-            "primary": lambda: e.promote(force=bool(req.get("force"))),
-            "secondary": e.demote,
+            "primary": lambda: roles.promote(force=bool(req.get("force"))),
+            "secondary": roles.demote,
             "connect": lambda: e.connect(discard_my_data=bool(req.get("discard_my_data"))),
             "disconnect": e.disconnect,
             "outdate": e.outdate,
             "verify": e.verify,
-            "down": self._down,
+            "down": lambda: self._down(bool(req.get("force"))),
         }
         handler = handlers.get(str(verb))
         if handler is None:
@@ -129,8 +133,13 @@ class ControlServer:
         return await handler()
 
     async def _status(self) -> Any:
-        return self.engine.status()
+        st = self.engine.status()
+        if self.device is not None:
+            st["block"] = self.device.status()
+        return st
 
-    async def _down(self) -> str:
+    async def _down(self, force: bool) -> str:
+        if self.device is not None:
+            await self.device.check_down(force)
         asyncio.get_running_loop().call_soon(self.on_down)
         return f"{self.engine.disk}: going down"

@@ -16,21 +16,25 @@ import sys
 
 from kembar.config import load_cluster
 from kembar.disk.control import ControlServer, socket_path
+from kembar.disk.device import DEFAULT_DEV_DIR, Device
 from kembar.disk.engine import Engine
 from kembar.errors import KembarError
 
 log = logging.getLogger("kembar.disk")
 
 
-async def run(disk: str, node: str, config: str, run_dir: str) -> int:
+async def run(disk: str, node: str, config: str, run_dir: str, dev_dir: str,
+              direct_io: bool = True) -> int:
     cfg = load_cluster(config)
     engine = Engine(cfg.disk(disk), node)
+    device = Device(engine, run_dir, dev_dir, direct_io=direct_io)
     stop = asyncio.Event()
-    server = ControlServer(engine, socket_path(run_dir, disk), stop.set)
+    server = ControlServer(engine, socket_path(run_dir, disk), stop.set, device)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    await device.start()
     await server.start()
     how = "listening on" if node > engine.peer_name else "connecting from"
     log.info("%s: up on %s (%s), %s %s:%d", disk, node, engine.disk_state.value, how,
@@ -38,7 +42,11 @@ async def run(disk: str, node: str, config: str, run_dir: str) -> int:
     await stop.wait()
     log.info("%s: going down", disk)
     try:
-        await engine.stop()
+        try:
+            # `down` checked that the device is free (or was forced); a signal forces.
+            await device.stop(force=True)
+        finally:
+            await engine.stop()
     finally:
         server.close()
     return 0
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--dev-dir", default=DEFAULT_DEV_DIR)
+    ap.add_argument("--loop-direct-io", choices=("on", "off"), default="on")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     _tune_malloc()
@@ -71,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(pidfile, "w") as fh:
         fh.write(f"{os.getpid()}\n")
     try:
-        return asyncio.run(run(args.disk, args.node, args.config, args.run_dir))
+        return asyncio.run(run(args.disk, args.node, args.config, args.run_dir,
+                                args.dev_dir, args.loop_direct_io == "on"))
     except KembarError as exc:
         log.error("%s", exc)
         return 1

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kembar.disk import loopdev
 from kembar.disk.client import DiskClient
 
 ADDR = {"n1": "127.0.0.1", "n2": "127.0.0.2"}
@@ -88,12 +89,20 @@ meta = "{root}/n2/r0.md"
     def run_dir(self, node: str) -> str:
         return str(self.root / node / "run")
 
+    def dev_dir(self, node: str) -> str:
+        return str(self.root / node / "dev")
+
+    def device(self, node: str) -> str:
+        """The block device link of r0 on ``node`` (exists while it is Primary)."""
+        return os.path.join(self.dev_dir(node), "r0")
+
     def backing(self, node: str) -> Path:
         return self.root / node / "backing.img"
 
     def kembar(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "kembar", "disk", "--config", str(self.configs[node]),
-               "--node", node, "--run-dir", self.run_dir(node), *args]
+               "--node", node, "--run-dir", self.run_dir(node), "--dev-dir", self.dev_dir(node),
+               *args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if check and res.returncode != 0:
             raise AssertionError(f"{' '.join(args)} on {node} failed ({res.returncode}): "
@@ -168,6 +177,9 @@ meta = "{root}/n2/r0.md"
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        for pid in self.started:
+            wait_for(lambda: not alive(pid), 10, f"pid {pid} to die")
+        release_mounts(lambda path: path.startswith(f"{self.root}/"))
 
 
 def alive(pid: int) -> bool:
@@ -181,6 +193,24 @@ def alive(pid: int) -> bool:
             return fh.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def release_mounts(ours: Callable[[str], bool]) -> list[str]:
+    """Unmount (lazily) every mount whose mount point ``ours`` accepts, deepest first, and
+    detach every loop device whose backing file it accepts; returns what was done."""
+    done = []
+    # Loop devices first, while their backing files still have their paths (after a lazy
+    # unmount of a FUSE mount, the kernel shows them relative to the detached mount).
+    for name in loopdev.loop_devices():
+        back = loopdev.backing_file(name)
+        if back and ours(back):
+            subprocess.run(["losetup", "-d", f"/dev/{name}"], capture_output=True, check=False)
+            done.append(f"losetup -d /dev/{name}")
+    for m in sorted(loopdev.mounts(), key=lambda m: -len(m.mountpoint)):
+        if ours(m.mountpoint):
+            subprocess.run(["umount", "-l", m.mountpoint], capture_output=True, check=False)
+            done.append(f"umount {m.mountpoint}")
+    return done
 
 
 def sweep(marker: str = "/kembar-test-") -> list[int]:
@@ -207,5 +237,8 @@ def sweep(marker: str = "/kembar-test-") -> list[int]:
                 killed.append(int(entry))
             except ProcessLookupError:
                 pass
+    for pid in killed:
+        wait_for(lambda: not alive(pid), 10, f"pid {pid} to die")
+    release_mounts(lambda path: marker in path)
     return killed
 
