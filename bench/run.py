@@ -1,8 +1,10 @@
 """kembar benchmarks: every figure is a ratio to a baseline measured in the same run.
 
     .venv/bin/python bench/run.py                      # full run (100M, 500M, 1G; 1 GiB sync)
-    .venv/bin/python bench/run.py --quick              # smoke run (16M, 32M; 32M sync), < 1 min
+    .venv/bin/python bench/run.py --quick              # smoke run (16M, 32M; 32M sync;
+                                                       # fs 16M, 64M, 2 rounds), ~1.5 min
     .venv/bin/python bench/run.py --sizes 100M,1G --only writes,memory
+    .venv/bin/python bench/run.py --only fs --fs-runs 3
 
 Sections:
   writes  replicated sequential 1 MiB writes (DiskClient.submit_write, window 16, final
@@ -14,6 +16,11 @@ Sections:
   resync  resync after 10 MiB changed while disconnected, against the full sync time.
   memory  VmRSS of both disk processes after serving a disk's worth of writes, against a
           bare interpreter started the same way.
+  fs      (bench/fs.py) the paper's experiment on ext4: cold `dd bs=1M conv=fsync` of
+          100M, 500M, 1G (--fs-sizes), --fs-runs rounds (default 10), in MB/s (10^6 bytes/s)
+          next to the paper's means; and fio 4 KiB random writes with fsync (IOPS); on a
+          kembar disk connected under protocol C, against the same disk disconnected and
+          against a plain loop device over a local file (`losetup --direct-io=on`).
 
 Page-cache state of every figure: "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches`, 1 s
 sleep, then measure; "cached" = the same writes again over data already in the page cache.
@@ -45,6 +52,10 @@ from typing import Any
 
 from kembar.lab.pair import Pair, alive
 
+if __name__ == "__main__":  # bench/fs.py does `import run`: give it this module, not a copy
+    sys.modules.setdefault("run", sys.modules[__name__])
+import fs  # noqa: E402 - after the alias above
+
 MiB = 1024 * 1024
 CHUNK = MiB
 WINDOW = int(os.environ.get("KEMBAR_BENCH_WINDOW", "16"))
@@ -55,7 +66,7 @@ AIM_SYNC = 0.8  # baseline time / sync time, at least
 AIM_RESYNC = 0.05  # resync time / full sync time, below
 AIM_RSS_MIB = 100  # per disk process, below
 RESYNC_CHANGED = 10  # MiB changed while disconnected
-SECTIONS = ("writes", "sync", "resync", "memory")
+SECTIONS = ("writes", "sync", "resync", "memory", "fs")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOGS = RESULTS.parent / "logs"  # the disk logs of the last run
 
@@ -576,6 +587,8 @@ def report(res: dict[str, Any]) -> None:
             t.add_row(n, f"{v['rss_mib']:.1f}", f"{v['hwm_mib']:.1f}", f"{v['ratio']:.1f}",
                       f"< {m['aim_mib']} MiB", verdict(v["rss_mib"] < m["aim_mib"]))
         con.print(t)
+    if res.get("fs"):
+        fs.report(con, res["fs"])
     for n in res.get("notes", []):
         con.print(f"note: {n}", markup=False)
 
@@ -592,13 +605,20 @@ def git_rev() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: sizes 16M,32M; 32M sync")
+    ap.add_argument("--quick", action="store_true", help="smoke run: sizes 16M,32M; 32M sync; "
+                    "fs 16M,64M, 2 rounds, fio 3 s")
     ap.add_argument("--sizes", help="write sizes, e.g. 100M,500M,1G")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--repeat", type=int, default=None,
                     help="rounds per write figure (default 3, --quick 1); median reported")
     ap.add_argument("--sync-size", type=parse_size, help="disk size of the sync/resync "
                     "and memory runs (default 1G, 32M with --quick)")
+    ap.add_argument("--fs-sizes", help="dd sizes of the fs section (default 100M,500M,1G; "
+                    "16M,64M with --quick)")
+    ap.add_argument("--fs-runs", type=int, help="rounds of the fs section (default 10, "
+                    "--quick 2)")
+    ap.add_argument("--fs-fio-runs", type=int, help="rounds of the fs section that also run "
+                    "fio (default 3, --quick 1)")
     args = ap.parse_args(argv)
     default = "16M,32M" if args.quick else "100M,500M,1G"
     args.size_list = [parse_size(s) for s in (args.sizes or default).split(",") if s]
@@ -612,6 +632,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    args.fs_size_list = [parse_size(s) for s in
+                         (args.fs_sizes or ("16M,64M" if args.quick else "100M,500M,1G"))
+                         .split(",") if s]
+    if args.fs_runs is None:
+        args.fs_runs = 2 if args.quick else 10
+    if args.fs_fio_runs is None:
+        args.fs_fio_runs = 1 if args.quick else 3
+    args.fs_fio_seconds = 3 if args.quick else 10
+    if args.fs_runs < 1 or args.fs_fio_runs < 0:
+        ap.error("--fs-runs must be at least 1, --fs-fio-runs at least 0")
     global REPEAT
     REPEAT = args.repeat
     return args
@@ -640,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     "resync" in args.sections)
         if "memory" in args.sections:
             res["memory"] = bench_memory(base, args.sync_size, res.get("writes", []))
+        if "fs" in args.sections:
+            res["fs"] = fs.bench_fs(base, args.fs_size_list, args.fs_runs, args.fs_fio_runs,
+                                    args.fs_fio_seconds)
     finally:
         for pair in PAIRS:
             pair.cleanup()

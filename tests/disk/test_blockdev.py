@@ -74,7 +74,17 @@ def test_ext4_tree_moves_to_the_peer(make_pair: Callable[..., Pair]) -> None:
             fh.write(rng.randbytes(rng.randrange(1, 300_000)))
             fh.flush()
             os.fsync(fh.fileno())
-    (m1 / "index.html").write_text("<h1>kembar</h1>\n")
+    # An fsync on the filesystem becomes a flush on both nodes (protocol C).
+    before1, before2 = p.st("n1")["counters"], p.st("n2")["counters"]
+    with open(m1 / "index.html", "w") as fh:
+        fh.write("<h1>kembar</h1>\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    after1, after2 = p.st("n1")["counters"], p.st("n2")["counters"]
+    assert after1["flushes"] > before1["flushes"]
+    assert after2["peer_flushes"] > before2["peer_flushes"]
+    text = p.kembar("n1", "status", "r0").stdout
+    assert f"device:{dev} -> {os.path.realpath(dev)} open:1" in text
     want = tree_sums(m1)
     assert len(want) == 41
     umount(m1)
@@ -249,3 +259,35 @@ def test_down_force_and_cleanup_by_down(make_pair: Callable[..., Pair]) -> None:
     assert loopdev.backed_by(path) == []
     assert loopdev.backing_file(os.path.basename(loop)) != path
     assert not os.path.lexists(dev)
+
+
+def test_down_after_a_crash_cleans_only_what_is_ours(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair(size=32 * MiB)
+    p.start_fresh()
+    loop = os.path.realpath(p.device("n1"))
+    # A decoy that is not the disk's: another loop device, over a file of this test.
+    decoy_file = p.root / "decoy.img"
+    with open(decoy_file, "wb") as fh:
+        fh.truncate(8 * MiB)
+    decoy = sh("losetup", "--find", "--show", str(decoy_file)).stdout.strip()
+    try:
+        p.kill("n1")
+        path = data_file(p.run_dir("n1"), "r0")
+        mp = mountpoint(p.run_dir("n1"), "r0")
+        assert loopdev.backed_by(path) == [loop]
+        assert [m for m in loopdev.mounts() if m.mountpoint == mp]
+        with pytest.raises(OSError) as exc:
+            os.stat(path)
+        assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)  # dead FUSE mount
+        res = p.kembar("n1", "down", "r0")
+        assert f"detached {loop}" in res.stdout and f"dead FUSE mount {mp}" in res.stdout
+        assert "removed the stale link" in res.stdout
+        assert loopdev.backed_by(path) == []
+        assert not [m for m in loopdev.mounts() if m.mountpoint == mp]
+        assert not os.path.lexists(p.device("n1"))
+        assert loopdev.backing_file(os.path.basename(decoy)) == str(decoy_file)
+        # and a second `down` has nothing left to do
+        res = p.kembar("n1", "down", "r0")
+        assert res.stdout == "r0: down (no disk process was running)\n"
+    finally:
+        sh("losetup", "-d", decoy, check=False)

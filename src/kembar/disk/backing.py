@@ -68,6 +68,9 @@ def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int,
         _start_writeback(fd, start, offset - start)
 
 
+INLINE_WRITE = 64 * 1024  # writes up to this size skip the I/O thread when it is idle
+
+
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
     data = os.pread(fd, length, offset)
     if len(data) != length:
@@ -85,13 +88,22 @@ class IoThread:
                                          asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._lock = threading.Lock()
+        self._queued = 0  # submitted and not yet run to the end (under _lock)
         self._thread = threading.Thread(target=self._run, name="kembar-io", daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         fut: asyncio.Future[T] = self._loop.create_future()
+        with self._lock:
+            self._queued += 1
         self._q.put((fn, args, fut))
         return fut
+
+    def idle(self) -> bool:
+        """Nothing submitted is still queued or running: a call made now on the loop's
+        thread keeps the FIFO order."""
+        with self._lock:
+            return self._queued == 0
 
     def _run(self) -> None:
         while True:
@@ -106,6 +118,7 @@ class IoThread:
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
                 error = exc
             with self._lock:
+                self._queued -= 1
                 first = not self._done
                 self._done.append((fut, result, error))
             if first:
@@ -155,6 +168,18 @@ class Backing:
         ``writeback`` starts writing the range to the device at once: for data nobody
         reads here (the peer's writes on a Secondary), so that it does not wait in the
         page cache for one long flush."""
+        if len(data) <= INLINE_WRITE and self._io.idle():
+            # A small write into the page cache takes microseconds; the hand-off to the
+            # I/O thread and back costs more, and a filesystem's fsync waits for several
+            # such writes in a row (data, journal, commit block).
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            try:
+                _pwrite_all(self.fd, data, offset, writeback)
+            except OSError as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+            return fut
         return self._io.submit(_pwrite_all, self.fd, data, offset, writeback)
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
@@ -164,7 +189,7 @@ class Backing:
         return await self.run(_pread_all, self.fd, length, offset)
 
     async def flush(self) -> None:
-        await self.run(os.fsync, self.fd)
+        await self.run(os.fdatasync, self.fd)
 
     def close(self) -> None:
         self._io.shutdown()

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--dev-dir", default=DEFAULT_DEV_DIR)
-    ap.add_argument("--loop-direct-io", choices=("on", "off"), default="on")
+    ap.add_argument("--loop-direct-io", choices=("on", "off"),
+                    default=os.environ.get("KEMBAR_LOOP_DIRECT_IO", "on"))
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     _tune_malloc()

@@ -27,6 +27,10 @@ log = logging.getLogger("kembar.disk.device")
 
 DEFAULT_DEV_DIR = "/dev/kembar"
 RELEASE_TIMEOUT = 10.0
+# Queued asynchronous FUSE requests (the loop device's direct I/O): the kernel's default
+# is 12; 32 measured about 15 % faster for sequential writes (see bench/fs.py).  Set through
+# fusectl (/sys/fs/fuse/connections), which systemd mounts at boot; left alone without it.
+FUSE_MAX_BACKGROUND = 32
 
 
 def mountpoint(run_dir: str, disk: str) -> str:
@@ -124,6 +128,11 @@ class Device:
                                             self.dev_dir):
             log.warning("%s: cleanup after a crash: %s", self.disk, line)
         await self.fuse.start()
+        bg = int(os.environ.get("KEMBAR_FUSE_MAX_BACKGROUND", FUSE_MAX_BACKGROUND))
+        if bg:
+            ok = await asyncio.to_thread(self.fuse.set_max_background, bg)
+            log.info("%s: FUSE max_background %s", self.disk,
+                     bg if ok else "12 (kernel default: fusectl is not mounted)")
         if self.engine.role == Role.PRIMARY:
             await self._attach()
 

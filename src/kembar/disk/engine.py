@@ -510,6 +510,7 @@ class Engine(HandshakeMixin, ResyncMixin):
 
     async def _on_flush(self, s: Session, seq: int) -> None:
         await self.backing.flush()
+        self.counters.peer_flushes += 1
         s.link.send(Msg.FLUSH_ACK, wire.Status(0), seq)
 
     def _io_done(self) -> None:
@@ -578,6 +579,7 @@ class Engine(HandshakeMixin, ResyncMixin):
         await self.backing.flush()
         if fut is not None:
             await fut
+        self.counters.flushes += 1
 
     async def _al_activate(self, extents: range) -> None:
         if self.al.plan(extents) is None:

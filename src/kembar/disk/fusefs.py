@@ -220,6 +220,19 @@ class FuseMount:
         pyfuse3.init(self.ops, self.mountpoint, options)
         self._task = asyncio.create_task(pyfuse3.main(min_tasks=2, max_tasks=64))
 
+    def set_max_background(self, requests: int) -> bool:
+        """Raise the kernel's limit of queued asynchronous requests on this connection
+        (default 12); needs fusectl at /sys/fs/fuse/connections.  Blocking: call from a
+        worker thread (it stats the mount point)."""
+        conn = f"/sys/fs/fuse/connections/{os.minor(os.stat(self.mountpoint).st_dev)}"
+        if not os.path.isdir(conn):
+            return False
+        with open(f"{conn}/max_background", "w") as fh:
+            fh.write(str(requests))
+        with open(f"{conn}/congestion_threshold", "w") as fh:
+            fh.write(str(requests * 3 // 4))
+        return True
+
     async def stop(self) -> None:
         if self._task is None:
             return

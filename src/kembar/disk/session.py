@@ -32,6 +32,8 @@ class Counters:
     rs_sent: int = 0  # resync bytes sent
     rs_received: int = 0
     al_writes: int = 0
+    flushes: int = 0  # flushes completed on this node (local fsync; on B/C the peer's too)
+    peer_flushes: int = 0  # flushes done on behalf of the peer (as Secondary)
     protocol_errors: int = 0
     auth_failures: int = 0
     connects: int = 0

@@ -32,6 +32,13 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append(f"    out-of-sync:{format_size(st['out_of_sync'])} sent:{format_size(c['sent'])} "
                  f"received:{format_size(c['received'])} resync-sent:{format_size(c['rs_sent'])} "
                  f"resync-received:{format_size(c['rs_received'])} al-writes:{c['al_writes']}")
+    blk = st.get("block")
+    if blk:
+        dev = f"{blk['device']} -> {blk['loop']}" if blk.get("device") else "none (Secondary)"
+        io = blk["io"]
+        lines.append(f"    device:{dev} open:{blk['open']} reads:{io['reads']} "
+                     f"writes:{io['writes']} fsyncs:{io['fsyncs']} flushes:{c['flushes']} "
+                     f"peer-flushes:{c['peer_flushes']}")
     if c["protocol_errors"] or c["auth_failures"]:
         lines.append(f"    protocol-errors:{c['protocol_errors']} "
                      f"auth-failures:{c['auth_failures']}")
