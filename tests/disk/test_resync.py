@@ -192,11 +192,11 @@ def test_crash_with_a_changed_activity_log_size_marks_the_whole_disk(
 
 
 def test_interrupted_full_sync_resumes_where_it_stopped(make_pair: Callable[..., Pair]) -> None:
-    p = make_pair(options={"resync_rate": "4M"})
+    p = make_pair(options={"resync_rate": "2M"})  # 8 s for the 16 MiB: time to interrupt
     p.create()
     p.up()
     p.kembar("n1", "primary", "--force", "r0")
-    wait_for(lambda: p.st("n1").get("sync", {}).get("done_percent", 0) >= 60, 20, "60% synced")
+    wait_for(lambda: p.st("n1").get("sync", {}).get("done_percent", 0) >= 30, 20, "30% synced")
     p.kembar("n1", "disconnect", "r0")
     first = _rs(p, "n1")
     p.kembar("n1", "connect", "r0")
@@ -204,5 +204,6 @@ def test_interrupted_full_sync_resumes_where_it_stopped(make_pair: Callable[...,
     assert p.identical()
     assert "resume-full-sync" in p.log("n1")
     total = _rs(p, "n1")
-    assert first >= p.size * 0.5
-    assert total <= p.size * 1.3, f"{total - first} bytes after the resume: it started over"
+    assert first >= p.size * 0.25
+    after = total - first
+    assert after <= p.size - first + p.size * 0.1, f"{after} bytes after the resume: started over"

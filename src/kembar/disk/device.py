@@ -228,7 +228,9 @@ class Device:
         try:
             await loopdev.detach(dev)
             try:
-                await asyncio.wait_for(self.ops.released.wait(), RELEASE_TIMEOUT)
+                # Forced, a mounted device never lets go: do not wait long for it.
+                await asyncio.wait_for(self.ops.released.wait(),
+                                       2.0 if force else RELEASE_TIMEOUT)
             except asyncio.TimeoutError:
                 if not force:
                     raise StateError(
