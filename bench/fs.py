@@ -17,6 +17,11 @@ so that each round switches once and drift hits all three alike.  A run: drop ca
 rm and sync.  The first --fs-fio-runs rounds also run fio: 4 KiB random writes, fsync
 after each (IOPS).  MB/s = 10^6 bytes per second, as in the paper; the sizes are 2^20 bytes
 (100M = 100 MiB written).
+
+The choices of the block device can be measured by running this section again with the
+disk processes' tuning variables in the environment: KEMBAR_LOOP_DIRECT_IO=off (loop
+device without direct I/O; default on) and KEMBAR_FUSE_MAX_BACKGROUND=N (queued FUSE
+requests, set through fusectl when it is mounted; default 32, kernel default 12).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def run(p: Pair, *args: str, node: str = "n1", config: Path | None = None,
         ) -> subprocess.CompletedProcess[str]:
     """``kembar disk --config C --node N --run-dir R ARGS`` (no bookkeeping, unlike Pair)."""
     return run_raw("disk", "--config", str(config or p.configs[node]), "--node", node,
-                   "--run-dir", p.run_dir(node), *args)
+                   "--run-dir", p.run_dir(node), "--dev-dir", p.dev_dir(node), *args)
 
 
 def one_error_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -230,3 +230,15 @@ def test_up_twice(pair: Pair) -> None:
     assert pair.st("n1")["role"] == "Secondary"
     assert md(pair).read_bytes() == meta_before
     assert pair.log("n1") == log_before
+
+
+def test_up_with_dev_dir_not_a_directory(pair: Pair) -> None:
+    assert run(pair, "create-md", "r0").returncode == 0
+    not_dir = pair.root / "kembar-test-file"
+    not_dir.write_text("x")
+    before = tree(pair)
+    res = run_raw("disk", "--config", str(pair.configs["n1"]), "--node", "n1", "--run-dir",
+                  pair.run_dir("n1"), "--dev-dir", str(not_dir), "up", "r0")
+    assert res.returncode == 2
+    one_error_line(res, f"--dev-dir {not_dir}: not a directory")
+    assert tree(pair) == before

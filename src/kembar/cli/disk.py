@@ -18,7 +18,7 @@ from kembar.disk.control import socket_path
 from kembar.disk.device import DEFAULT_DEV_DIR, cleanup_stale
 from kembar.disk.meta import MetaStore
 from kembar.disk.status import format_status
-from kembar.errors import DaemonNotRunning, KembarError
+from kembar.errors import ConfigError, DaemonNotRunning, KembarError
 
 DISK = click.argument("disk", metavar="DISK")
 
@@ -98,6 +98,8 @@ def up(c: Ctx, disk: str) -> None:
     dcfg = cfg.disk(disk)
     host = dcfg.local(node)
     MetaStore(host.meta).load(expect_disk=disk, expect_node=node)  # clear errors up front
+    if os.path.exists(c.dev_dir) and not os.path.isdir(c.dev_dir):
+        raise ConfigError(f"--dev-dir {c.dev_dir}: not a directory")
     os.makedirs(c.run_dir, mode=0o700, exist_ok=True)
     try:
         with DiskClient(disk, c.run_dir, timeout=2):

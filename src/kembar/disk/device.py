@@ -196,7 +196,12 @@ class Device:
         new = set(self.ops.handles) - before
         self._loop_fh = min(new) if new else None
         self.loop_dev = dev
-        await asyncio.to_thread(self._make_link, dev)
+        try:
+            await asyncio.to_thread(self._make_link, dev)
+        except OSError as exc:
+            await self._detach(force=True)
+            raise KembarError(f"{self.disk}: cannot make the device link {self.link}: "
+                              f"{exc.strerror or exc}") from None
         log.info("%s: block device %s -> %s (direct I/O %s)", self.disk, self.link, dev,
                  "on" if self.direct_io else "off")
 
