@@ -128,8 +128,13 @@ class Device:
                                             self.dev_dir):
             log.warning("%s: cleanup after a crash: %s", self.disk, line)
         await self.fuse.start()
-        bg = int(os.environ.get("KEMBAR_FUSE_MAX_BACKGROUND", FUSE_MAX_BACKGROUND))
-        if bg:
+        try:
+            bg = int(os.environ.get("KEMBAR_FUSE_MAX_BACKGROUND", FUSE_MAX_BACKGROUND))
+        except ValueError:
+            log.warning("%s: KEMBAR_FUSE_MAX_BACKGROUND is not a number; using %d",
+                        self.disk, FUSE_MAX_BACKGROUND)
+            bg = FUSE_MAX_BACKGROUND
+        if bg > 0:
             ok = await asyncio.to_thread(self.fuse.set_max_background, bg)
             log.info("%s: FUSE max_background %s", self.disk,
                      bg if ok else "12 (kernel default: fusectl is not mounted)")
@@ -137,7 +142,8 @@ class Device:
             await self._attach()
 
     async def stop(self, force: bool = False) -> None:
-        """Detach (refused while in use unless ``force``), demote, unmount FUSE."""
+        """Detach the loop device (refused while in use unless ``force``), unmount FUSE;
+        the engine's own ``stop`` demotes and saves the metadata afterwards."""
         async with self._lock:
             if self.loop_dev is not None:
                 await self._detach(force)
