@@ -164,7 +164,8 @@ def test_crash_of_the_primary_loses_no_fsynced_record(make_pair: Callable[..., P
     assert p.identical()
 
 
-FIO = ["fio", "--ioengine=psync", "--verify=crc32c", "--verify_fatal=1", "--group_reporting"]
+FIO = ["fio", "--ioengine=psync", "--verify=crc32c", "--verify_fatal=1", "--group_reporting",
+       "--verify_state_save=0"]  # else fio leaves local-*-verify.state in the working directory
 
 
 def fio(where: Path, name: str, *args: str) -> None:
@@ -291,3 +292,27 @@ def test_down_after_a_crash_cleans_only_what_is_ours(make_pair: Callable[..., Pa
         assert res.stdout == "r0: down (no disk process was running)\n"
     finally:
         sh("losetup", "-d", decoy, check=False)
+
+
+def test_a_recorded_loop_device_reused_by_someone_else_is_left_alone(
+        make_pair: Callable[..., Pair]) -> None:
+    """The crashed disk's loop device was detached and bound again, by another mount
+    namespace (another lab node), to a file the kernel shows by the same tail ("/data"):
+    the record's attach sequence number no longer matches, so ``down`` leaves it alone."""
+    p = make_pair(size=32 * MiB)
+    p.start_fresh()
+    loop = os.path.realpath(p.device("n1"))
+    p.kill("n1")
+    sh("losetup", "-d", loop)
+    other = p.root / "other"
+    other.mkdir()
+    sh("unshare", "-m", "--propagation", "private", "sh", "-c",
+       f"mount -t tmpfs kembar-test {other} && truncate -s 8M {other}/data && "
+       f"losetup {loop} {other}/data")
+    try:
+        assert loopdev.backing_file(os.path.basename(loop)) == "/data"
+        res = p.kembar("n1", "down", "r0")
+        assert "detached" not in res.stdout, res.stdout
+        assert loopdev.backing_file(os.path.basename(loop)) == "/data"
+    finally:
+        sh("losetup", "-d", loop, check=False)

@@ -5,14 +5,15 @@ the disk is Primary a loop device is attached to that file and ``<dev_dir>/<disk
 at it.  Demotion and ``down`` are refused while the device is mounted or open.
 
 ``cleanup_stale`` removes what a killed disk process left behind (its dead FUSE mount, the
-loop devices bound to its file, a dangling link) and touches nothing else: a loop device is
-ours only if its backing file is exactly our FUSE file, a mount only if it is exactly our
-mount point with our FUSE type.
+loop device bound to its file, a dangling link) and touches nothing else: a loop device is
+ours only if ``<run_dir>/<disk>.loop`` names it and it is still the same attachment
+(the kernel's ``diskseq``), a mount only if it is exactly our mount point with our FUSE type.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -45,22 +46,54 @@ def fuse_type() -> str:
     return "fuse.kembar"
 
 
+def loop_record(run_dir: str, disk: str) -> str:
+    """Where the disk process notes the loop device it attached (a crash leaves it)."""
+    return os.path.join(run_dir, f"{disk}.loop")
+
+
+def read_loop_record(run_dir: str, disk: str) -> dict[str, Any] | None:
+    try:
+        with open(loop_record(run_dir, disk)) as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("dev"), str):
+        return None
+    return rec
+
+
 def cleanup_stale(disk: str, run_dir: str, dev_dir: str) -> list[str]:
     """Undo what a dead disk process of ``disk`` left behind; returns what was done.
 
     Call only when no disk process of ``disk`` runs on this node (``up`` and ``down``
-    check that first): it detaches even loop devices still in use.
+    check that first): it detaches even loop devices still in use.  A loop device is
+    detached only if this node's record names it and it is still the same attachment
+    (the kernel's ``diskseq``, and the path or its tail): several nodes on one kernel (the
+    lab, containers) use the same paths, and another node's device is left alone.
     """
     done: list[str] = []
     path = data_file(run_dir, disk)
     mp = mountpoint(run_dir, disk)
-    for dev in loopdev.backed_by(path):
-        where = loopdev.mounted_at(dev)
-        subprocess.run([loopdev.LOSETUP, "-d", dev], capture_output=True, check=False)
-        note = f"detached {dev} (left bound to {path})"
-        if where:
-            note += f"; it is still mounted on {', '.join(where)}: unmount that"
-        done.append(note)
+    rec = read_loop_record(run_dir, disk)
+    if rec is not None:
+        dev = str(rec["dev"])
+        name = os.path.basename(dev)
+        shown = loopdev.backing_file(name)
+        # Seen from a mount namespace that cannot reach the file's mount (the node was
+        # restarted: its old namespace is gone), the kernel shows only the path inside that
+        # mount ("/data"); the recorded attach sequence number decides then.
+        same = shown is not None and (shown == path or path.endswith(shown))
+        if same and rec.get("diskseq") == loopdev.diskseq(name):
+            where = loopdev.mounted_at(dev)
+            subprocess.run([loopdev.LOSETUP, "-d", dev], capture_output=True, check=False)
+            note = f"detached {dev} (left bound to {path})"
+            if where:
+                note += f"; it is still mounted on {', '.join(where)}: unmount that"
+            done.append(note)
+        try:
+            os.unlink(loop_record(run_dir, disk))
+        except FileNotFoundError:
+            pass
     for m in loopdev.mounts():
         if m.mountpoint == mp and m.fstype == fuse_type():
             res = subprocess.run(["umount", "-l", mp], capture_output=True, text=True)
@@ -72,7 +105,7 @@ def cleanup_stale(disk: str, run_dir: str, dev_dir: str) -> list[str]:
     if os.path.islink(link):
         target = os.path.realpath(link)
         name = os.path.basename(target)
-        if loopdev.backing_file(name) != path:
+        if loopdev.backing_file(name) != path or rec is None:
             os.unlink(link)
             done.append(f"removed the stale link {link} -> {target}")
     return done
@@ -203,6 +236,7 @@ class Device:
         self._loop_fh = min(new) if new else None
         self.loop_dev = dev
         try:
+            await asyncio.to_thread(self._write_record, dev)
             await asyncio.to_thread(self._make_link, dev)
         except OSError as exc:
             await self._detach(force=True)
@@ -210,6 +244,14 @@ class Device:
                               f"{exc.strerror or exc}") from None
         log.info("%s: block device %s -> %s (direct I/O %s)", self.disk, self.link, dev,
                  "on" if self.direct_io else "off")
+
+    def _write_record(self, dev: str) -> None:
+        rec = {"dev": dev, "diskseq": loopdev.diskseq(os.path.basename(dev)),
+               "file": self.path}
+        tmp = loop_record(self.run_dir, self.disk) + ".new"
+        with open(tmp, "w") as fh:
+            json.dump(rec, fh)
+        os.replace(tmp, loop_record(self.run_dir, self.disk))
 
     def _make_link(self, dev: str) -> None:
         os.makedirs(self.dev_dir, mode=0o755, exist_ok=True)
@@ -251,6 +293,10 @@ class Device:
         finally:
             self.ops.closing = False
         await asyncio.to_thread(self._remove_link)
+        try:
+            os.unlink(loop_record(self.run_dir, self.disk))
+        except FileNotFoundError:
+            pass
         self.loop_dev = None
         self._loop_fh = None
         log.info("%s: block device %s detached", self.disk, dev)

@@ -77,6 +77,17 @@ def backed_by(path: str) -> list[str]:
     return [f"/dev/{n}" for n in loop_devices() if backing_file(n) == path]
 
 
+def diskseq(name: str) -> int | None:
+    """The kernel's sequence number of what is attached to ``name`` (e.g. ``loop3``): it
+    changes at every attach, so it tells one binding of a loop device from a later one.
+    Read from sysfs, it touches no file (safe while the backing FUSE mount is dead)."""
+    try:
+        with open(f"/sys/block/{name}/diskseq") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def majmin(dev: str) -> str:
     st = os.stat(dev)
     return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
