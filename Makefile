@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := python3-venv python3-dev iproute2 e2fsprogs util-linux fuse3 libfuse3-dev pkg-config fio
+DEB_PACKAGES := python3-venv python3-dev iproute2 e2fsprogs util-linux fuse3 libfuse3-dev pkg-config fio nftables iputils-ping iputils-arping curl
 
 .PHONY: test demo bench setup deb clean
 

@@ -23,7 +23,7 @@ from wsgiref.types import WSGIApplication
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from kembar.lab.site.__main__ import main
@@ -226,10 +226,17 @@ def _valid_quantity(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 3 and 1 <= int(text) <= 100
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_PRINTABLE = st.characters(categories=("L", "M", "N", "P", "S"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    customer=st.one_of(st.text(max_size=90), st.text(min_size=78, max_size=83)),
-    quantity=st.one_of(st.integers(-3, 103).map(str), st.text(max_size=4)),
+    customer=st.one_of(
+        st.text(_PRINTABLE, min_size=1, max_size=80),  # mostly valid
+        st.text(max_size=90),  # anything, control and format characters included
+        st.text(min_size=78, max_size=83),  # around the length limit
+    ),
+    quantity=st.one_of(st.integers(1, 100).map(str), st.integers(-3, 103).map(str), st.text(max_size=4)),
 )
 @example(customer="x" * 80, quantity="100")
 @example(customer="x" * 81, quantity="1")
@@ -243,6 +250,7 @@ def test_any_order_is_either_stored_exactly_or_rejected_untouched(
     before = count(data_dir)
     reply = call(shop, "POST", "/order", {"product": "1", "quantity": quantity, "customer": customer}, accept=JSON)
     if _valid_customer(customer) and _valid_quantity(quantity):
+        event("accepted")
         assert reply.status == 201, reply.body
         order_id = reply.json()["id"]
         orders = {o["id"]: o for o in call(shop, "GET", "/orders.json").json()["orders"]}
@@ -250,6 +258,7 @@ def test_any_order_is_either_stored_exactly_or_rejected_untouched(
         assert orders[order_id]["quantity"] == int(quantity)
         assert count(data_dir) == before + 1
     else:
+        event("rejected")
         assert reply.status == 400 and reply.json()["error"]
         assert count(data_dir) == before
 

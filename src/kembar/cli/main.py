@@ -35,9 +35,11 @@ def cli() -> None:
 def _register() -> None:
     from kembar.cli import config as config_cli
     from kembar.cli import disk as disk_cli
+    from kembar.cli import lab as lab_cli
 
     cli.add_command(config_cli.config)
     cli.add_command(disk_cli.disk)
+    cli.add_command(lab_cli.lab)
 
 
 _register()

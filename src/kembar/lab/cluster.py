@@ -1,0 +1,131 @@
+"""A kembar cluster installed on the lab's nodes: the cluster file, the disk, the site.
+
+What an operator does on two fresh servers, done by program on the lab's nodes: write
+``/etc/kembar/cluster.toml`` and the disk's secret (mode 0600) on every node, create the
+metadata, bring the disk up, make node1 Primary with ``--force`` (the first sync), put
+ext4 on it and the demo site on that.  Until the cluster daemon exists (issues 5 and 6),
+``take_over`` does by hand what its manager will do: promote, mount, add the VIP, start
+the web server.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from kembar.errors import KembarError
+from kembar.lab.lab import Lab
+from kembar.lab.names import DISK_IN_NODE, PREFIXLEN, Plan
+
+DISK = "r0"
+MOUNT = "/srv/data"
+SITE_PORT = 80
+SITE_PID = "/run/kembar/site.pid"
+
+
+def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None = None) -> str:
+    """The one cluster file every node shares (pure)."""
+    lines = ["[cluster]", f'name = "{plan.lab}"', ""]
+    for m in plan.machines:
+        if m.is_node:
+            lines += [f"[nodes.{m.name}]", f'address = "{m.addresses["public"]}"', ""]
+    lines += [f"[disks.{DISK}]", f'protocol = "{protocol}"',
+              f'secret_file = "/etc/kembar/{DISK}.secret"']
+    lines += [f'{k} = "{v}"' for k, v in (options or {}).items()]
+    lines.append("")
+    for m in plan.machines:
+        if m.is_node:
+            lines += [f"[disks.{DISK}.on.{m.name}]", f'backing = "{DISK_IN_NODE}"']
+            if "private" in m.addresses:
+                lines.append(f'address = "{m.addresses["private"]}"')
+            lines.append("")
+    return "\n".join(lines)
+
+
+def sh(lab: Lab, node: str, script: str, input: str | None = None,
+       timeout: float = 120) -> str:
+    """Run a shell script on ``node``; KembarError with its output when it fails."""
+    res = lab.run(node, ["sh", "-ec", script], input=input, timeout=timeout)
+    if res.returncode != 0:
+        raise KembarError(f"{node}: {script.splitlines()[0]}…: exit {res.returncode}: "
+                          f"{(res.stdout + res.stderr).strip()[-500:]}")
+    return res.stdout
+
+
+def install(lab: Lab, protocol: str = "C", options: dict[str, str] | None = None) -> None:
+    """Cluster file and secret on every node, metadata created, the disk up everywhere."""
+    plan = lab.plan
+    text = cluster_toml(plan, protocol, options)
+    secret = secrets.token_hex(16)
+    for node in plan.node_names:
+        sh(lab, node, "umask 077; cat > /etc/kembar/cluster.toml", input=text)
+        sh(lab, node, f"umask 077; cat > /etc/kembar/{DISK}.secret", input=secret)
+        sh(lab, node, f"kembar disk create-md {DISK} && kembar disk up {DISK}")
+
+
+def disk_status(lab: Lab, node: str) -> dict[str, Any]:
+    return dict(json.loads(sh(lab, node, f"kembar disk status --json {DISK}")))
+
+
+def synced(lab: Lab) -> bool:
+    for node in lab.plan.node_names:
+        st = disk_status(lab, node)
+        if not (st["disk_state"] == "UpToDate" and st["peer"]["disk_state"] == "UpToDate"
+                and st["peer"]["connection"] == "Connected" and st["out_of_sync"] == 0):
+            return False
+    return True
+
+
+def wait(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except KembarError:
+            pass
+        time.sleep(0.2)
+    raise KembarError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def first_primary(lab: Lab, node: str = "node1", timeout: float = 300) -> None:
+    """The first Primary (``--force``: both sides are Inconsistent) and the full sync."""
+    sh(lab, node, f"kembar disk primary --force {DISK}")
+    wait(lambda: synced(lab), timeout, "the initial sync")
+
+
+def make_site(lab: Lab, node: str) -> None:
+    """ext4 on the Primary's device, mounted at /srv/data, the demo site's files on it."""
+    sh(lab, node, f"mkfs.ext4 -q -F -L kembar-site /dev/kembar/{DISK}")
+    sh(lab, node, f"mkdir -p {MOUNT} && mount /dev/kembar/{DISK} {MOUNT} && "
+                  f"python -m kembar.lab.site init --data {MOUNT}")
+
+
+def start_services(lab: Lab, node: str, vip: bool = True) -> None:
+    """The group's start, in order: (disk promoted and mounted by the caller) VIP, site."""
+    if vip:
+        sh(lab, node, f"ip addr add {lab.plan.vip}/{PREFIXLEN} dev eth0 && "
+                      f"arping -c 3 -U -I eth0 {lab.plan.vip} >/dev/null 2>&1 || true")
+    sh(lab, node, f"setsid python -m kembar.lab.site serve --data {MOUNT} "
+                  f"--bind 0.0.0.0:{SITE_PORT} --pid-file {SITE_PID} "
+                  f">>/run/kembar/site.log 2>&1 </dev/null &")
+    wait(lambda: lab.run(node, ["curl", "-sf", "-m", "2",
+                                f"http://127.0.0.1:{SITE_PORT}/health"]).returncode == 0,
+         30, f"the site on {node}")
+
+
+def take_over(lab: Lab, node: str) -> None:
+    """What the cluster manager will do on the survivor: promote, mount, VIP, site."""
+    sh(lab, node, f"kembar disk primary {DISK}")
+    sh(lab, node, f"mkdir -p {MOUNT} && mount /dev/kembar/{DISK} {MOUNT}")
+    start_services(lab, node)
+
+
+def stop_services(lab: Lab, node: str) -> None:
+    """The group's orderly stop, in reverse: site, VIP, unmount, demote."""
+    sh(lab, node, f"if [ -f {SITE_PID} ]; then kill $(cat {SITE_PID}); "
+                  f"while [ -f {SITE_PID} ]; do sleep 0.1; done; fi; "
+                  f"ip addr del {lab.plan.vip}/{PREFIXLEN} dev eth0 2>/dev/null || true; "
+                  f"umount {MOUNT}; kembar disk secondary {DISK}")
