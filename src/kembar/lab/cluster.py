@@ -103,17 +103,27 @@ def make_site(lab: Lab, node: str) -> None:
                   f"python -m kembar.lab.site init --data {MOUNT}")
 
 
+def announce(lab: Lab, node: str) -> None:
+    """Gratuitous ARP for the VIP, both kinds, 5 rounds, in the background (as IPaddr2's
+    send_arp), so the client's ARP cache follows the address to this node.  (The cluster
+    daemon's ``ip`` agent, issue 6, sends them itself through a packet socket.)"""
+    vip = lab.plan.vip
+    sh(lab, node, f"setsid sh -c 'for i in 1 2 3 4 5; do arping -q -U -c 1 -w 1 -I eth0 "
+                  f"{vip}; arping -q -A -c 1 -w 1 -I eth0 {vip}; done' "
+                  ">/dev/null 2>&1 </dev/null &")
+
+
 def start_services(lab: Lab, node: str, vip: bool = True) -> None:
-    """The group's start, in order: (disk promoted and mounted by the caller) VIP, site."""
-    if vip:
-        sh(lab, node, f"ip addr add {lab.plan.vip}/{PREFIXLEN} dev eth0 && "
-                      f"arping -c 3 -U -I eth0 {lab.plan.vip} >/dev/null 2>&1 || true")
+    """The group's start, in order: (disk promoted and mounted by the caller) site, VIP."""
     sh(lab, node, f"setsid python -m kembar.lab.site serve --data {MOUNT} "
                   f"--bind 0.0.0.0:{SITE_PORT} --pid-file {SITE_PID} "
                   f">>/run/kembar/site.log 2>&1 </dev/null &")
     wait(lambda: lab.run(node, ["curl", "-sf", "-m", "2",
                                 f"http://127.0.0.1:{SITE_PORT}/health"]).returncode == 0,
          30, f"the site on {node}")
+    if vip:
+        sh(lab, node, f"ip addr add {lab.plan.vip}/{PREFIXLEN} dev eth0")
+        announce(lab, node)
 
 
 def take_over(lab: Lab, node: str) -> None:
@@ -124,8 +134,8 @@ def take_over(lab: Lab, node: str) -> None:
 
 
 def stop_services(lab: Lab, node: str) -> None:
-    """The group's orderly stop, in reverse: site, VIP, unmount, demote."""
-    sh(lab, node, f"if [ -f {SITE_PID} ]; then kill $(cat {SITE_PID}); "
+    """The group's orderly stop, in reverse: VIP, site, unmount, demote."""
+    sh(lab, node, f"ip addr del {lab.plan.vip}/{PREFIXLEN} dev eth0 2>/dev/null || true; "
+                  f"if [ -f {SITE_PID} ]; then kill $(cat {SITE_PID}); "
                   f"while [ -f {SITE_PID} ]; do sleep 0.1; done; fi; "
-                  f"ip addr del {lab.plan.vip}/{PREFIXLEN} dev eth0 2>/dev/null || true; "
                   f"umount {MOUNT}; kembar disk secondary {DISK}")

@@ -172,19 +172,7 @@ class Lab:
                 done.append(f"powered off {m} (pid {init.pid})")
         # 2. anything else still inside the lab's network namespaces (processes started
         #    there by `lab exec` or an interrupted `up`)
-        inodes = {i for i in (machine.netns_inode(ns) for ns in namespaces) if i}
-        mine = os.getpid()
-        for pid in machine.pids_in_netns(inodes) if inodes else []:
-            if pid != mine:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    done.append(f"killed pid {pid} (in the lab's namespaces)")
-                except ProcessLookupError:
-                    pass
-        if inodes:
-            deadline = time.monotonic() + 5
-            while machine.pids_in_netns(inodes) and time.monotonic() < deadline:
-                time.sleep(0.02)
+        done += self._kill_in_netns(namespaces)
         # 3. the machines' loop devices (a power cut leaves them bound to a dead FUSE file)
         done += self._release_loops()
         # 4. the disk layer
@@ -263,11 +251,33 @@ class Lab:
             raise StateError(f"lab {self.name}: {m} is already powered off")
         t0 = time.monotonic()
         machine.power_off(init)
-        net.set_cables(plan, m, up=False)
+        self._kill_in_netns([plan.ns(m)])
+        net.unplug(plan, m)
         released = self._release_machine_loops(m)
         took = time.monotonic() - t0
         return f"{m}: powered off in {took * 1000:.0f} ms" + (
             f" ({'; '.join(released)})" if released else "")
+
+    def _kill_in_netns(self, namespaces: list[str]) -> list[str]:
+        """SIGKILL every process still inside these network namespaces (ours: started
+        there by the lab, `lab exec` or an interrupted `up`); wait until they are gone."""
+        done: list[str] = []
+        inodes = {i for i in (machine.netns_inode(ns) for ns in namespaces) if i}
+        if not inodes:
+            return done
+        mine = os.getpid()
+        for pid in machine.pids_in_netns(inodes):
+            if pid != mine:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    done.append(f"killed pid {pid} (in the lab's namespaces)")
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        while [p for p in machine.pids_in_netns(inodes) if p != mine] and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        return done
 
     def _release_machine_loops(self, m: str) -> list[str]:
         """A machine's kernel objects (its loop devices) do not outlive its power cut."""
@@ -291,7 +301,8 @@ class Lab:
         init = _proc(st["machines"].get(m, {}).get("init"))
         if init is not None and init.alive():
             raise StateError(f"lab {self.name}: {m} is running already")
-        net.set_cables(plan, m, up=True)
+        if machine.netns_inode(plan.ns(m)) is None:
+            net.plug(plan, m)
         self._power_on(m, st)
         self._save(st)
         out = ""
@@ -304,7 +315,9 @@ class Lab:
         plan = self.plan
         plan.machine(a)
         plan.machine(b)
-        links = plan.links if link == "all" else [link]
+        both = [ln for ln in plan.links
+                if ln in plan.machine(a).addresses and ln in plan.machine(b).addresses]
+        links = both if link == "all" else [link]
         for ln in links:
             if ln not in LINKS:
                 raise ConfigError(f"--link {link}: use public, private or all")

@@ -25,51 +25,53 @@ def existing(prefix: str) -> list[str]:
 
 
 def wire(plan: Plan) -> None:
-    """Create the namespaces, the switch and every cable; all links up."""
-    for ns in plan.namespaces:
-        netns.create(ns)
+    """Create the namespaces, the switch and every machine's cables; all links up."""
+    netns.create(plan.switch_ns)
     with NetNS(plan.switch_ns) as sw:
         sw.link("set", index=sw.link_lookup(ifname="lo")[0], state="up")
         for link in plan.links:
             sw.link("add", ifname=BRIDGE[link], kind="bridge")
             br = sw.link_lookup(ifname=BRIDGE[link])[0]
             sw.link("set", index=br, state="up")
-        for m in plan.machines:
-            for link, address in m.addresses.items():
-                port = port_name(m.name, link)
-                sw.link("add", ifname=port, kind="veth",
-                        peer={"ifname": NIC[link], "net_ns_fd": plan.ns(m.name)})
-                idx = sw.link_lookup(ifname=port)[0]
-                sw.link("set", index=idx, master=sw.link_lookup(ifname=BRIDGE[link])[0],
-                        state="up")
-                with NetNS(plan.ns(m.name)) as mns:
-                    nic = mns.link_lookup(ifname=NIC[link])[0]
-                    mns.addr("add", index=nic, address=address, prefixlen=PREFIXLEN)
-                    mns.link("set", index=nic, state="up")
     apply_cuts(plan, [])
+    for m in plan.machines:
+        plug(plan, m.name)
 
 
-def set_cables(plan: Plan, machine: str, up: bool) -> None:
-    """Plug (``up``) or unplug every cable of ``machine``, at both ends."""
-    state = "up" if up else "down"
+def plug(plan: Plan, machine: str) -> None:
+    """A machine's fresh network stack (its namespace) and its cables into the switch,
+    with the lab's addresses: what a machine has after power-on."""
     m = plan.machine(machine)
+    ns = plan.ns(machine)
+    netns.create(ns)
     with NetNS(plan.switch_ns) as sw:
-        for link in m.addresses:
-            for idx in sw.link_lookup(ifname=port_name(machine, link)):
-                sw.link("set", index=idx, state=state)
-    with NetNS(plan.ns(machine)) as mns:
-        for link in m.addresses:
-            for idx in mns.link_lookup(ifname=NIC[link]):
-                mns.link("set", index=idx, state=state)
+        for link, address in m.addresses.items():
+            port = port_name(m.name, link)
+            sw.link("add", ifname=port, kind="veth",
+                    peer={"ifname": NIC[link], "net_ns_fd": ns})
+            idx = sw.link_lookup(ifname=port)[0]
+            sw.link("set", index=idx, master=sw.link_lookup(ifname=BRIDGE[link])[0],
+                    state="up")
+    with NetNS(ns) as mns:
+        for link, address in m.addresses.items():
+            nic = mns.link_lookup(ifname=NIC[link])[0]
+            mns.addr("add", index=nic, address=address, prefixlen=PREFIXLEN)
+            mns.link("set", index=nic, state="up")
+
+
+def unplug(plan: Plan, machine: str) -> list[str]:
+    """Power off a machine's network: its namespace goes, with every address, route and
+    rule set on it, and its cables (veth pairs) with it; the switch ports vanish."""
+    return unwire([plan.ns(machine)])
 
 
 def cables(plan: Plan) -> dict[str, dict[str, str]]:
-    """machine -> link -> 'up' | 'down' (the switch end's administrative state)."""
+    """machine -> link -> 'up' | 'down' | 'unplugged' (the switch end)."""
     out: dict[str, dict[str, str]] = {}
     with NetNS(plan.switch_ns) as sw:
         states = {ln.get("ifname"): ln.get("state") for ln in sw.get_links()}
     for m in plan.machines:
-        out[m.name] = {link: str(states.get(port_name(m.name, link), "missing"))
+        out[m.name] = {link: str(states.get(port_name(m.name, link), "unplugged"))
                        for link in m.addresses}
     return out
 
