@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from kembar.lab.lab import Lab
-from tests.lab.conftest import leftovers
+from tests.labtools import leftovers
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ BAD = [
     (_replace('name = "web"\n', ""), "cluster.name: required key missing"),
     (_replace('address = "198.18.0.2"', 'address = "999.1.1.1"'), "nodes.n2.address"),
     (_replace('address = "198.18.0.2"', "address = 5"), "nodes.n2.address: must be a string"),
-    (_replace('address = "198.18.0.2"\n', ""), "nodes.n2.address: required key missing"),
+    (_replace('address = "198.18.0.2"\n', ""), "disks.r0.on.n2.address: no address for n2"),
     (_replace("[nodes.n2]", '[nodes."-bad"]'), "nodes.-bad: invalid node name"),
     (_replace("[nodes.n2]", '[nodes."bad name"]'), 'nodes."bad name": invalid node name'),
     (_replace("[disks.r0]", "[disks.R0]").replace("disks.r0.on", "disks.R0.on"), "disks.R0: invalid disk name"),

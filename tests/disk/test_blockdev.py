@@ -257,7 +257,8 @@ def test_down_force_and_cleanup_by_down(make_pair: Callable[..., Pair]) -> None:
     res = p.kembar("n1", "down", "r0")
     assert "no disk process was running" in res.stdout
     path = data_file(p.run_dir("n1"), "r0")
-    assert loopdev.backed_by(path) == []
+    # the lazy unmount releases the device asynchronously; the kernel then detaches it
+    wait_for(lambda: loopdev.backed_by(path) == [], 10, "the loop device to be released")
     assert loopdev.backing_file(os.path.basename(loop)) != path
     assert not os.path.lexists(dev)
 

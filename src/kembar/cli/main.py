@@ -34,12 +34,15 @@ def cli() -> None:
 
 def _register() -> None:
     from kembar.cli import config as config_cli
+    from kembar.cli import daemon as daemon_cli
     from kembar.cli import disk as disk_cli
     from kembar.cli import lab as lab_cli
 
     cli.add_command(config_cli.config)
     cli.add_command(disk_cli.disk)
     cli.add_command(lab_cli.lab)
+    cli.add_command(daemon_cli.daemon)
+    cli.add_command(daemon_cli.status)
 
 
 _register()

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -30,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from kembar.config.membership import MembershipConfig
 from kembar.config.units import format_duration, to_bytes, to_seconds
 from kembar.errors import ConfigError
 
@@ -79,6 +81,9 @@ class ClusterSection(_Frozen):
     """``[cluster]``: the cluster's name."""
 
     name: StrictStr
+    # Whether a resource group returns to its preferred node when that node is back
+    # (ha.cf's auto_failback); used by the cluster manager.
+    auto_failback: StrictBool = False
 
     @field_validator("name")
     @classmethod
@@ -89,9 +94,10 @@ class ClusterSection(_Frozen):
 
 
 class NodeConfig(_Frozen):
-    """``[nodes.<name>]``: one machine of the cluster."""
+    """``[nodes.<name>]``: one machine of the cluster (its address is needed where a disk
+    does not name one for it)."""
 
-    address: StrictStr
+    address: StrictStr | None = None
 
     _ip = field_validator("address")(_check_ip)
 
@@ -253,6 +259,7 @@ class ClusterConfig(_Frozen):
     cluster: ClusterSection
     nodes: dict[str, NodeConfig] = Field(default_factory=dict)
     disks: dict[str, DiskConfig] = Field(default_factory=dict)
+    membership: MembershipConfig | None = None
 
     _source: str = PrivateAttr(default="<string>")
 
@@ -279,7 +286,13 @@ class ClusterConfig(_Frozen):
                     (("disks", name, "port"), f"port {disk.port} is already used by disk {ports[disk.port]}")
                 )
             ports.setdefault(disk.port, name)
-            disk._resolve(name, {node: cfg.address for node, cfg in self.nodes.items()})
+            disk._resolve(name, {node: cfg.address for node, cfg in self.nodes.items()
+                                 if cfg.address})
+            for node, host in disk._hosts.items():
+                if node in self.nodes and not host.address:
+                    problems.append((("disks", name, "on", node, "address"),
+                                     f"no address for {node}: set nodes.{node}.address or "
+                                     "this key"))
         if problems:
             raise _Problems(problems)
         return self

@@ -62,6 +62,21 @@ def read_loop_record(run_dir: str, disk: str) -> dict[str, Any] | None:
     return rec
 
 
+def recorded_loops(run_dir: str) -> dict[str, str]:
+    """disk -> loop device, for every record in ``run_dir`` whose loop device is still the
+    same attachment (same ``diskseq``): what a dead disk process left bound."""
+    out = {}
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        if not name.endswith(".loop"):
+            continue
+        disk = name.removesuffix(".loop")
+        rec = read_loop_record(run_dir, disk)
+        if rec is not None and rec.get("diskseq") == loopdev.diskseq(
+                os.path.basename(str(rec["dev"]))):
+            out[disk] = str(rec["dev"])
+    return out
+
+
 def cleanup_stale(disk: str, run_dir: str, dev_dir: str) -> list[str]:
     """Undo what a dead disk process of ``disk`` left behind; returns what was done.
 

@@ -48,6 +48,23 @@ class Store(Protocol):
     async def flush(self) -> None: ...
 
 
+def attributes(inode: int, mode: int, size: int, stamp_ns: int) -> pyfuse3.EntryAttributes:
+    """A root-owned directory or file, never cached by the kernel (sizes and modes of
+    these files change with the disk's role or the lab's switch)."""
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = inode
+    a.st_mode = mode
+    a.st_nlink = 2 if stat.S_ISDIR(mode) else 1
+    a.st_size = size
+    a.st_uid = a.st_gid = 0
+    a.st_blksize = 4096
+    a.st_blocks = (size + 511) // 512
+    a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = stamp_ns
+    a.attr_timeout = 0
+    a.entry_timeout = 0
+    return a
+
+
 @dataclass
 class Handle:
     pid: int
@@ -73,23 +90,10 @@ class BlockFile(pyfuse3.Operations):
     # ------------------------------------------------------------ metadata
 
     def _attr(self, inode: int) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()
-        a.st_ino = inode
         if inode == pyfuse3.ROOT_INODE:
-            a.st_mode = stat.S_IFDIR | 0o700
-            a.st_nlink = 2
-            a.st_size = 0
-        else:
-            a.st_mode = stat.S_IFREG | (0o600 if self.store.writable else 0o400)
-            a.st_nlink = 1
-            a.st_size = self.store.size
-        a.st_uid = a.st_gid = 0
-        a.st_blksize = 4096
-        a.st_blocks = (a.st_size + 511) // 512
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.started
-        a.attr_timeout = 0
-        a.entry_timeout = 0
-        return a
+            return attributes(inode, stat.S_IFDIR | 0o700, 0, self.started)
+        mode = 0o600 if self.store.writable else 0o400
+        return attributes(inode, stat.S_IFREG | mode, self.store.size, self.started)
 
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
         if inode not in (pyfuse3.ROOT_INODE, FILE_INODE):

@@ -25,23 +25,59 @@ SITE_PORT = 80
 SITE_PID = "/run/kembar/site.pid"
 
 
-def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None = None) -> str:
+MEDIA = ("bcast", "ucast", "mcast", "two")
+MCAST_GROUP = "239.192.0.1"
+
+
+def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
+                    deadtime: str = "15s", warntime: str | None = None,
+                    initdead: str | None = None) -> str:
+    """A ``[membership]`` table for the lab (pure): ``media`` is bcast (eth0), ucast
+    (eth0, to every node: the line to itself is skipped by each daemon), mcast (eth0) or
+    two (bcast on eth0 and ucast on the private link eth1)."""
+    if media not in MEDIA:
+        raise KembarError(f"media {media!r}: use one of {', '.join(MEDIA)}")
+    if media == "two" and not plan.private:
+        raise KembarError("media 'two' needs the lab's private link (lab up --private)")
+    lines = ["[membership]", f'keepalive = "{keepalive}"', f'deadtime = "{deadtime}"']
+    if warntime:
+        lines.append(f'warntime = "{warntime}"')
+    if initdead:
+        lines.append(f'initdead = "{initdead}"')
+    lines.append('authkeys = "/etc/kembar/authkeys"')
+    nodes = [m for m in plan.machines if m.is_node]
+    if media in ("bcast", "two"):
+        lines += ["", "[[membership.media]]", 'type = "bcast"', 'interface = "eth0"']
+    if media == "mcast":
+        lines += ["", "[[membership.media]]", 'type = "mcast"', 'interface = "eth0"',
+                  f'group = "{MCAST_GROUP}"', "ttl = 1"]
+    if media in ("ucast", "two"):
+        link, nic = ("public", "eth0") if media == "ucast" else ("private", "eth1")
+        for m in nodes:
+            lines += ["", "[[membership.media]]", 'type = "ucast"', f'interface = "{nic}"',
+                      f'peer = "{m.addresses[link]}"']
+    return "\n".join(lines) + "\n"
+
+
+def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None = None,
+                 disk: bool = True, membership: str = "") -> str:
     """The one cluster file every node shares (pure)."""
     lines = ["[cluster]", f'name = "{plan.lab}"', ""]
     for m in plan.machines:
         if m.is_node:
             lines += [f"[nodes.{m.name}]", f'address = "{m.addresses["public"]}"', ""]
-    lines += [f"[disks.{DISK}]", f'protocol = "{protocol}"',
-              f'secret_file = "/etc/kembar/{DISK}.secret"']
-    lines += [f'{k} = "{v}"' for k, v in (options or {}).items()]
-    lines.append("")
-    for m in plan.machines:
-        if m.is_node:
-            lines += [f"[disks.{DISK}.on.{m.name}]", f'backing = "{DISK_IN_NODE}"']
-            if "private" in m.addresses:
-                lines.append(f'address = "{m.addresses["private"]}"')
-            lines.append("")
-    return "\n".join(lines)
+    if disk:
+        lines += [f"[disks.{DISK}]", f'protocol = "{protocol}"',
+                  f'secret_file = "/etc/kembar/{DISK}.secret"']
+        lines += [f'{k} = "{v}"' for k, v in (options or {}).items()]
+        lines.append("")
+        for m in plan.machines:
+            if m.is_node:
+                lines += [f"[disks.{DISK}.on.{m.name}]", f'backing = "{DISK_IN_NODE}"']
+                if "private" in m.addresses:
+                    lines.append(f'address = "{m.addresses["private"]}"')
+                lines.append("")
+    return "\n".join(lines) + ("\n" + membership if membership else "")
 
 
 def sh(lab: Lab, node: str, script: str, input: str | None = None,
@@ -54,15 +90,32 @@ def sh(lab: Lab, node: str, script: str, input: str | None = None,
     return res.stdout
 
 
-def install(lab: Lab, protocol: str = "C", options: dict[str, str] | None = None) -> None:
-    """Cluster file and secret on every node, metadata created, the disk up everywhere."""
+def install(lab: Lab, protocol: str = "C", options: dict[str, str] | None = None,
+            disk: bool = True, membership: str = "") -> None:
+    """Cluster file (with ``membership``, a ``[membership]`` table, and its authkeys),
+    secrets on every node; with ``disk``, metadata created and the disk up everywhere."""
     plan = lab.plan
-    text = cluster_toml(plan, protocol, options)
+    text = cluster_toml(plan, protocol, options, disk, membership)
     secret = secrets.token_hex(16)
+    authkeys = f"auth 1\n1 sha256 {secrets.token_hex(24)}\n"
     for node in plan.node_names:
         sh(lab, node, "umask 077; cat > /etc/kembar/cluster.toml", input=text)
-        sh(lab, node, f"umask 077; cat > /etc/kembar/{DISK}.secret", input=secret)
-        sh(lab, node, f"kembar disk create-md {DISK} && kembar disk up {DISK}")
+        if membership:
+            sh(lab, node, "umask 077; cat > /etc/kembar/authkeys", input=authkeys)
+        if disk:
+            sh(lab, node, f"umask 077; cat > /etc/kembar/{DISK}.secret", input=secret)
+            sh(lab, node, f"kembar disk create-md {DISK} && kembar disk up {DISK}")
+
+
+def start_daemon(lab: Lab, node: str) -> None:
+    """``kembar daemon`` on ``node``, in the background, its log in /run/kembar."""
+    sh(lab, node, "setsid kembar daemon >>/run/kembar/daemon.log 2>&1 </dev/null &")
+    wait(lambda: lab.run(node, ["kembar", "status", "--json"]).returncode == 0, 20,
+         f"the cluster daemon on {node}")
+
+
+def daemon_status(lab: Lab, node: str) -> dict[str, Any]:
+    return dict(json.loads(sh(lab, node, "kembar status --json")))
 
 
 def disk_status(lab: Lab, node: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from typing import Any, NoReturn, Sequence
 import pyfuse3
 import pyfuse3.asyncio
 
+from kembar.disk.fusefs import attributes
 from kembar.errors import ConfigError, DaemonNotRunning, KembarError, LocalBug
 
 log = logging.getLogger("kembar.lab.hw")
@@ -253,23 +254,9 @@ class HwDisks(pyfuse3.Operations):
     # ------------------------------------------------------------ metadata
 
     def _attr(self, inode: int) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()
-        a.st_ino = inode
         if inode == pyfuse3.ROOT_INODE:
-            a.st_mode = stat.S_IFDIR | 0o700
-            a.st_nlink = 2
-            a.st_size = 0
-        else:
-            a.st_mode = stat.S_IFREG | 0o600
-            a.st_nlink = 1
-            a.st_size = self.by_inode[inode].size
-        a.st_uid = a.st_gid = 0
-        a.st_blksize = 4096
-        a.st_blocks = (a.st_size + 511) // 512
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self.started
-        a.attr_timeout = 0
-        a.entry_timeout = 0
-        return a
+            return attributes(inode, stat.S_IFDIR | 0o700, 0, self.started)
+        return attributes(inode, stat.S_IFREG | 0o600, self.by_inode[inode].size, self.started)
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if inode != pyfuse3.ROOT_INODE and inode not in self.by_inode:

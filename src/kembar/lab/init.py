@@ -7,10 +7,13 @@ machine it
 * drops the copies of mounts that belong to others (other labs' and tests' FUSE and
   loop-backed filesystems, other lab directories): a copy would keep them alive and make
   their owners' ``losetup -d`` and unmount hang;
-* gives the machine its own ``/etc``, ``/var/lib`` (overlays over the host's, writes go to
-  the machine's directory), ``/run`` (an empty tmpfs with ``/run/kembar`` bound from the
-  machine's directory, so the host can reach its sockets and logs), ``/tmp``, ``/srv``,
-  ``/dev/kembar`` and, on nodes, its second disk at ``/mnt/vdb``;
+* gives the machine its own ``/etc``, ``/var/lib``, ``/srv`` and ``/mnt`` (overlays over
+  the host's: it sees the host's files, its writes go to the machine's directory; the
+  host's programs, kembar's venv included, stay where they are wherever they live),
+  ``/run`` (an empty tmpfs with ``/run/kembar`` bound from the machine's directory, so the
+  host can reach its sockets and logs), ``/etc/kembar`` and ``/var/lib/kembar`` (empty at
+  first, bound from the machine's directory), ``/dev/kembar`` and, on nodes, its second disk at
+  ``/mnt/vdb``; ``/tmp`` stays the host's (the lab's own directory is there);
 * sets the host name, mounts a sysfs of its own network namespace and brings up ``lo``.
 
 Then it writes ``ready`` into the file given and waits for children forever.  Killing it
@@ -37,15 +40,15 @@ def sh(*args: str) -> None:
 
 
 def foreign(m: loopdev.Mount, own_dir: str, hw_mount: str) -> bool:
-    """Is this (copied) mount someone else's, to be dropped from the machine's view?"""
+    """Is this (copied) mount someone else's, to be dropped from the machine's view?
+    Kept: the lab's own disk layer.  Dropped: kembar disks' FUSE files, filesystems on
+    loop devices, and anything under another ``kembar-*`` directory (tests, other labs)."""
     if m.mountpoint == hw_mount:
         return False
     if m.fstype.startswith("fuse.kembar") or m.source.startswith("/dev/loop"):
         return True
-    base = os.path.basename(m.mountpoint.rstrip("/"))
-    parts = m.mountpoint.split("/")
-    in_lab_dir = any(p.startswith("kembar-") for p in parts)
-    return in_lab_dir and not m.mountpoint.startswith(own_dir) and base != ""
+    in_kembar_dir = any(p.startswith("kembar-") for p in m.mountpoint.split("/"))
+    return in_kembar_dir and not m.mountpoint.startswith(own_dir + "/")
 
 
 def drop_foreign_mounts(own_dir: str, hw_mount: str) -> None:
@@ -68,27 +71,28 @@ def bind(src: str, target: str) -> None:
 def setup(name: str, root: Path, hw_disk: str | None, hw_mount: str) -> None:
     drop_foreign_mounts(str(root.parent.parent), hw_mount)
     socket.sethostname(name)
-    for d in ("run", "tmp", "srv", "dev", "ovl"):
+    for d in ("run", "dev", "ovl", "etc-kembar", "lib-kembar"):
         (root / d).mkdir(parents=True, exist_ok=True)
     sh("mount", "-t", "sysfs", "sysfs", "/sys")
     overlay("/etc", root / "ovl" / "etc", root / "ovl" / "etc.work")
     overlay("/var/lib", root / "ovl" / "var-lib", root / "ovl" / "var-lib.work")
     Path("/etc/hostname").write_text(name + "\n")
-    os.makedirs("/etc/kembar", exist_ok=True)
-    os.makedirs("/var/lib/kembar", exist_ok=True)
+    # kembar's own directories start empty (not the host's), and the host can read them
+    for target, src in (("/etc/kembar", "etc-kembar"), ("/var/lib/kembar", "lib-kembar")):
+        os.makedirs(target, exist_ok=True)
+        bind(str(root / src), target)
     sh("mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "kembar-lab-run", "/run")
     os.makedirs("/run/kembar", mode=0o755, exist_ok=True)
     bind(str(root / "run"), "/run/kembar")
-    os.makedirs("/srv", exist_ok=True)
-    bind(str(root / "srv"), "/srv")
+    for top in ("/srv", "/mnt"):
+        os.makedirs(top, exist_ok=True)
+        overlay(top, root / "ovl" / top[1:], root / "ovl" / f"{top[1:]}.work")
     os.makedirs("/dev/kembar", mode=0o755, exist_ok=True)  # kembar's own device directory
     bind(str(root / "dev"), "/dev/kembar")
     if hw_disk is not None:
-        sh("mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "kembar-lab-mnt", "/mnt")
         Path("/mnt/vdb").touch(mode=0o600)
         bind(hw_disk, "/mnt/vdb")
     sh("ip", "link", "set", "lo", "up")
-    bind(str(root / "tmp"), "/tmp")  # last: the lab's own paths may be under /tmp
 
 
 def reap_forever() -> None:

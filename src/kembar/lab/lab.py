@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kembar.disk import loopdev
-from kembar.disk.device import read_loop_record
+from kembar.disk.device import loop_record, recorded_loops
 from kembar.errors import ConfigError, KembarError, StateError
 from kembar.lab import machine, net
 from kembar.lab.hw import hw_request
@@ -30,6 +30,7 @@ from kembar.lab.names import DIR_PREFIX, LINKS, NS_PREFIX, Cut, Plan, check_name
 
 DEFAULT_BASE = Path(os.environ.get("KEMBAR_LAB_BASE", "/tmp"))
 DEFAULT_DISK_SIZE = 256 * 1024 * 1024
+DEV_DIR = "/dev/kembar"
 
 
 def lab_dir(name: str, base: Path = DEFAULT_BASE) -> Path:
@@ -108,7 +109,8 @@ class Lab:
                              f"{self.name}` removes it)")
         self.dir.mkdir(parents=True)
         st: dict[str, Any] = {"plan": plan.to_json(), "machines": {}, "hw": None,
-                              "cuts": [], "disk_size": disk_size, "created": time.time()}
+                              "cuts": [], "disk_size": disk_size, "created": time.time(),
+                              "owner": os.getpid()}
         self._save(st)
         try:
             (self.dir / "images").mkdir()
@@ -188,18 +190,15 @@ class Lab:
                 done.append(f"unmounted {mp}")
             shutil.rmtree(self.dir, ignore_errors=True)
             done.append(f"removed {self.dir}")
+        done += _remove_dev_dir_if_unused(self.base)
         return done
 
     def _release_loops(self) -> list[str]:
         """Detach every loop device a machine of this lab recorded, or that is bound to a
         file in the lab's directory (the disks seen from the host)."""
         done = []
-        recorded: set[str] = set()
-        for rec_file in self.dir.glob("machines/*/run/*.loop"):
-            rec = read_loop_record(str(rec_file.parent), rec_file.stem)
-            if rec is not None and loopdev.diskseq(os.path.basename(rec["dev"])) == \
-                    rec.get("diskseq"):
-                recorded.add(str(rec["dev"]))
+        recorded = {dev for run in self.dir.glob("machines/*/run")
+                    for dev in recorded_loops(str(run)).values()}
         for name in loopdev.loop_devices():
             dev = f"/dev/{name}"
             back = loopdev.backing_file(name) or ""
@@ -241,13 +240,18 @@ class Lab:
 
     # ------------------------------------------------------------------ faults
 
-    def crash(self, m: str) -> str:
-        """Power cut: every process of the machine dies at once, its cables go dead."""
+    def _machine_state(self, m: str) -> tuple[Plan, dict[str, Any], Proc | None]:
+        """The plan, the state and machine ``m``'s PID 1 if it runs (None: powered off)."""
         plan = self.plan
         plan.machine(m)
         st = self.state()
         init = _proc(st["machines"].get(m, {}).get("init"))
-        if init is None or not init.alive():
+        return plan, st, init if init is not None and init.alive() else None
+
+    def crash(self, m: str) -> str:
+        """Power cut: every process of the machine dies at once, its cables go dead."""
+        plan, st, init = self._machine_state(m)
+        if init is None:
             raise StateError(f"lab {self.name}: {m} is already powered off")
         t0 = time.monotonic()
         machine.power_off(init)
@@ -282,24 +286,17 @@ class Lab:
     def _release_machine_loops(self, m: str) -> list[str]:
         """A machine's kernel objects (its loop devices) do not outlive its power cut."""
         done = []
-        for rec_file in (self.machine_dir(m) / "run").glob("*.loop"):
-            rec = read_loop_record(str(rec_file.parent), rec_file.stem)
-            if rec is None:
-                continue
-            dev = str(rec["dev"])
-            if loopdev.diskseq(os.path.basename(dev)) == rec.get("diskseq"):
-                subprocess.run([loopdev.LOSETUP, "-d", dev], capture_output=True)
-                done.append(f"its {dev} detached")
-            rec_file.unlink(missing_ok=True)
+        run = self.machine_dir(m) / "run"
+        for disk, dev in recorded_loops(str(run)).items():
+            subprocess.run([loopdev.LOSETUP, "-d", dev], capture_output=True)
+            done.append(f"its {dev} detached")
+            Path(loop_record(str(run), disk)).unlink(missing_ok=True)
         return done
 
     def boot(self, m: str) -> str:
         """Power on: cables in, PID 1 started, kembar's boot services run."""
-        plan = self.plan
-        plan.machine(m)
-        st = self.state()
-        init = _proc(st["machines"].get(m, {}).get("init"))
-        if init is not None and init.alive():
+        plan, st, init = self._machine_state(m)
+        if init is not None:
             raise StateError(f"lab {self.name}: {m} is running already")
         if machine.netns_inode(plan.ns(m)) is None:
             net.plug(plan, m)
@@ -386,6 +383,19 @@ class Lab:
         return {"lab": self.name, "dir": str(self.dir), "nodes": plan.nodes,
                 "private": plan.private, "vip": plan.vip, "machines": machines,
                 "cuts": st["cuts"], "switch": plan.switch_ns}
+
+
+def _remove_dev_dir_if_unused(base: Path) -> list[str]:
+    """The machines bind their own directory over ``/dev/kembar``, which must exist on the
+    host's /dev (devtmpfs, shared) for that; remove it again when it is empty and no lab
+    is left (a lab still running has it as a mount point in its machines)."""
+    if all_labs(base):
+        return []
+    try:
+        os.rmdir(DEV_DIR)
+    except OSError:
+        return []
+    return [f"removed the empty {DEV_DIR}"]
 
 
 def all_labs(base: Path = DEFAULT_BASE) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -213,11 +214,24 @@ def release_mounts(ours: Callable[[str], bool]) -> list[str]:
     return done
 
 
+def _owned_by_live_session(path: str) -> bool:
+    m = re.match(r"^(.*/pytest-of-[^/]+/pytest-[0-9]+)/", path)
+    if m is None:
+        return False
+    try:
+        pid = int(Path(m.group(1), ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and alive(pid)
+
+
 def sweep(marker: str = "/kembar-test-") -> list[int]:
     """Kill leftover disk processes of earlier test runs (e.g. after a hard kill of pytest).
 
     A process is ours only if it runs ``kembar.disk.daemon`` with a config file under a
-    directory whose path contains ``marker``; it is killed by PID.
+    directory whose path contains ``marker``, and no other live test session owns it (a
+    pytest base directory's ``.lock`` names the PID of the session using it); it is
+    killed by PID.
     """
     killed = []
     for entry in os.listdir("/proc"):
@@ -231,7 +245,7 @@ def sweep(marker: str = "/kembar-test-") -> list[int]:
         if "kembar.disk.daemon" not in argv or "--config" not in argv:
             continue
         config = argv[argv.index("--config") + 1] if argv.index("--config") + 1 < len(argv) else ""
-        if marker in config:
+        if marker in config and not _owned_by_live_session(config):
             try:
                 os.kill(int(entry), signal.SIGKILL)
                 killed.append(int(entry))

@@ -2,7 +2,8 @@
 
 Run on the node (``python -m kembar.lab.rc``) by ``kembar lab boot`` and ``lab up``: with a
 cluster file at ``/etc/kembar/cluster.toml``, every disk that has a section for this node
-is brought up (``kembar disk up``), whose metadata exists.  Output goes to
+is brought up (``kembar disk up``), whose metadata exists, and with a ``[membership]``
+table the cluster daemon is started.  Output goes to
 ``/run/kembar/boot.log``.  Nothing is promoted: roles are the cluster manager's business.
 """
 
@@ -21,9 +22,13 @@ LOG = Path("/run/kembar/boot.log")
 
 
 def boot_commands(config: ClusterConfig, node: str) -> list[list[str]]:
-    """The commands a node runs at boot (pure)."""
-    return [["kembar", "disk", "up", name] for name, disk in sorted(config.disks.items())
+    """The commands a node runs at boot (pure): its disks up, then the cluster daemon
+    (started in the background) if the file has a ``[membership]`` table."""
+    cmds = [["kembar", "disk", "up", name] for name, disk in sorted(config.disks.items())
             if node in disk.on]
+    if config.membership is not None:
+        cmds.append(["kembar", "daemon"])
+    return cmds
 
 
 def main() -> int:
@@ -41,6 +46,12 @@ def main() -> int:
             return 1
         rc = 0
         for cmd in boot_commands(config, node):
+            if cmd[1] == "daemon":  # long-running: detached, as its service would be
+                with open("/run/kembar/daemon.log", "ab") as out:
+                    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     start_new_session=True)
+                log.write(f"{stamp} {node}: {' '.join(cmd)}: started\n")
+                continue
             res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             log.write(f"{stamp} {node}: {' '.join(cmd)}: exit {res.returncode} "
                       f"{(res.stdout + res.stderr).strip()}\n")

@@ -1,17 +1,10 @@
-"""A fresh lab per end-to-end test, always torn down, and proof that nothing is left."""
+"""Helpers for tests that use the lab: what a lab left behind, who owns a lab."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import re
-from typing import Callable, Iterator
 
-import pytest
-
-from kembar.lab.lab import Lab, all_labs
-
-_count = itertools.count(1)
+from kembar.lab.lab import Lab
 
 
 def leftovers(lab: Lab) -> list[str]:
@@ -38,26 +31,10 @@ def leftovers(lab: Lab) -> list[str]:
     return out
 
 
-@pytest.fixture
-def make_lab() -> Iterator[Callable[..., Lab]]:
-    made: list[Lab] = []
-
-    def make(**kw: object) -> Lab:
-        lab = Lab(f"t{os.getpid() % 1000}x{next(_count)}")
-        made.append(lab)
-        lab.up(**kw)  # type: ignore[arg-type]
-        return lab
-
-    yield make
-    for lab in made:
-        lab.down()
-        assert leftovers(lab) == []
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_labs_left() -> Iterator[None]:
-    """Labs of an earlier, hard-killed test run are removed before and after the session."""
-    for name in all_labs():
-        if re.match(r"^t[0-9]+x[0-9]+$", name):
-            Lab(name).down()
-    yield
+def owner_alive(lab: Lab) -> bool:
+    """A lab made by another, still running test session is that session's."""
+    try:
+        owner = int(lab.state().get("owner", 0))
+    except Exception:  # noqa: BLE001 - no or damaged state: nobody owns it
+        return False
+    return owner not in (0, os.getpid()) and os.path.exists(f"/proc/{owner}")

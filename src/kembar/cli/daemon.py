@@ -1,0 +1,87 @@
+"""``kembar daemon`` (the cluster daemon, foreground) and ``kembar status`` (what it sees)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kembar.config import config_path, identify_node, load_cluster
+from kembar.config.model import DEFAULT_META_DIR
+from kembar.daemon.control import request
+
+CONFIG = click.option("-c", "--config", metavar="PATH", envvar="KEMBAR_CONFIG",
+                      help="Cluster file (default $KEMBAR_CONFIG or /etc/kembar/cluster.toml).")
+RUN_DIR = click.option("--run-dir", metavar="DIR", envvar="KEMBAR_RUN_DIR",
+                       default="/run/kembar", show_default=True,
+                       help="Where the control socket lives.")
+
+
+@click.command()
+@CONFIG
+@click.option("--node", metavar="NAME", envvar="KEMBAR_NODE",
+              help="Which node this is (default: from the hostname).")
+@RUN_DIR
+@click.option("--state-dir", metavar="DIR", default=DEFAULT_META_DIR, show_default=True,
+              help="Where the incarnation number is kept.")
+def daemon(config: str | None, node: str | None, run_dir: str, state_dir: str) -> None:
+    """Run the cluster daemon in the foreground (membership: heartbeats on every medium).
+
+    Logs go to stderr (journald under systemd). SIGTERM sends a shutdown notice, so the
+    peers act at once instead of waiting out the deadtime.
+    """
+    from kembar.daemon.main import run_daemon
+
+    cfg = load_cluster(config_path(config))
+    me = identify_node(cfg, node)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {me} %(name)s %(levelname)s: %(message)s")
+    run_daemon(cfg, me, run_dir, state_dir)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return f"{seconds * 1000:.0f} ms ago" if seconds < 10 else f"{seconds:.1f} s ago"
+
+
+def format_status(st: dict[str, Any]) -> Table:
+    t = Table(title=f"cluster {st['cluster']}: {st['node']} (incarnation {st['incarnation']}), "
+                    f"members: {', '.join(st['members'])}")
+    for col in ("node", "state", "incarnation", "last heard", "late", "links"):
+        t.add_column(col)
+    t.add_row(st["node"], "up (this node)", str(st["incarnation"]), "-", "-",
+              ", ".join(st["links"]))
+    for name, n in sorted(st["nodes"].items()):
+        state = n["state"] + (f" ({n['reason']})" if n["reason"] else "")
+        links = ", ".join(f"{ln}: {ls['state']}" for ln, ls in n["links"].items())
+        t.add_row(name, state, str(n["incarnation"] or "-"), _age(n["last_heard"]),
+                  str(n["late"]), links)
+    return t
+
+
+@click.command()
+@RUN_DIR
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--history", is_flag=True, help="Also the recent events, oldest first.")
+def status(run_dir: str, as_json: bool, history: bool) -> None:
+    """What the cluster daemon sees: nodes, links, late heartbeats, dropped packets."""
+    st = request(run_dir, {"op": "status"})
+    if as_json:
+        click.echo(json.dumps(st, indent=1))
+        return
+    console = Console(width=120)
+    console.print(format_status(st))
+    dropped = ", ".join(f"{k}: {v}" for k, v in sorted(st["dropped"].items()) if k != "own")
+    click.echo(f"media: {'; '.join(st['media'])}")
+    click.echo(f"packets accepted: {st['accepted']}; dropped: {dropped or 'none'}")
+    if history:
+        for ev in st["events"]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(ev["time"]))
+            click.echo(f"{stamp}.{int(ev['time'] * 1000) % 1000:03d} {ev['text']}")

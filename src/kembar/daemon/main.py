@@ -1,0 +1,189 @@
+"""``kembar daemon``: heartbeats out every keepalive, heartbeats in from every medium, the
+membership state machine in between, events logged, status on the control socket.
+
+The timer and socket layer only: what a packet or a silence means is decided in
+``kembar.membership.state``.  SIGTERM/SIGINT send a shutdown notice on every medium (the
+peers act at once, as with Heartbeat) and stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from kembar.config.model import ClusterConfig
+from kembar.daemon.control import ControlServer, socket_path
+from kembar.daemon.incarnation import next_incarnation
+from kembar.errors import ConfigError
+from kembar.membership.authkeys import AuthKeys, load_authkeys
+from kembar.membership.packet import BadPacket, Packet, decode, encode
+from kembar.membership.state import (
+    HEARTBEAT,
+    SHUTDOWN,
+    Event,
+    Heard,
+    LateHeartbeat,
+    Membership,
+    NodeDead,
+    NodeUp,
+    Silent,
+    Timing,
+)
+from kembar.membership.transport import Transport, interfaces, plan_channels
+
+log = logging.getLogger("kembar.daemon")
+
+HISTORY = 500
+DROP_LOG_EVERY = 10.0  # at most one log line per reason per 10 s
+
+
+class Daemon:
+    def __init__(self, cfg: ClusterConfig, me: str, run_dir: str, state_dir: str) -> None:
+        if cfg.membership is None:
+            raise ConfigError(f"{cfg.source}: no [membership] table: the daemon needs "
+                              "its timers and media")
+        self.cfg = cfg
+        self.mcfg = cfg.membership
+        self.me = me
+        self.run_dir = run_dir
+        self.state_dir = state_dir
+        self.keys: AuthKeys = load_authkeys(self.mcfg.authkeys)
+        self.timing = Timing(self.mcfg.keepalive, self.mcfg.deadtime, self.mcfg.warn,
+                             self.mcfg.init_dead)
+        channels, self.notes = plan_channels(self.mcfg.media, self.mcfg.port, interfaces())
+        if not channels:
+            raise ConfigError("membership.media: no medium is usable on this node")
+        self.transport = Transport(channels, self._received)
+        self.incarnation = 0
+        self.seq = 0
+        self.membership: Membership | None = None
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
+        self.started_wall = time.time()
+        self._drop_logged: dict[str, float] = {}
+        self._stop = asyncio.Event()
+        self.control = ControlServer(socket_path(run_dir), {"status": self._status})
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        self.incarnation = next_incarnation(os.path.join(self.state_dir, "incarnation"))
+        now = time.monotonic()
+        self.membership = Membership(self.cfg.cluster.name, self.me, list(self.cfg.nodes),
+                                     self.transport.links, self.timing, now)
+        await self.transport.start()
+        await self.control.start()
+        for note in self.notes:
+            log.info("%s", note)
+        media = ", ".join(t.medium.describe(self.mcfg.port)
+                          for ch in self.transport.channels for t in ch.targets)
+        log.info("%s: up as incarnation %d in cluster %s; keepalive %gs, warntime %gs, "
+                 "deadtime %gs, initdead %gs; media: %s", self.me, self.incarnation,
+                 self.cfg.cluster.name, self.timing.keepalive, self.timing.warntime,
+                 self.timing.deadtime, self.timing.initdead, media)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        tasks = [asyncio.create_task(self._beat()), asyncio.create_task(self._watch())]
+        try:
+            await self._stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            self._send(SHUTDOWN, "shutdown")
+            self._send(SHUTDOWN, "shutdown")  # a second copy, in case one is lost
+            log.info("%s: shutdown notice sent; stopping", self.me)
+            self.transport.close()
+            self.control.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------- heartbeats
+
+    def _send(self, kind: int, status: str) -> None:
+        self.seq += 1
+        pkt = Packet(type=kind, cluster=self.cfg.cluster.name, node=self.me,
+                     incarnation=self.incarnation, seq=self.seq, status=status,
+                     sent_at_ms=int(time.time() * 1000))
+        self.transport.send(encode(pkt, self.keys))
+
+    async def _beat(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            self._send(1, "up")
+            next_at += self.timing.keepalive
+            delay = next_at - time.monotonic()
+            if delay < 0:  # we were late ourselves: do not burst to catch up
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def _watch(self) -> None:
+        assert self.membership is not None
+        period = min(self.timing.keepalive, self.timing.warntime) / 4
+        while True:
+            await asyncio.sleep(period)
+            self._record(self.membership.tick(time.monotonic()))
+
+    def _received(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
+        m = self.membership
+        if m is None:
+            return
+        try:
+            pkt = decode(data, self.keys)
+        except BadPacket as exc:
+            m.drop(exc.reason)
+            self._log_drop(exc.reason, f"from {addr[0]} on {link}: {exc}")
+            return
+        heard = Heard(pkt.type if pkt.type in (HEARTBEAT, SHUTDOWN) else HEARTBEAT,
+                      pkt.cluster, pkt.node, pkt.incarnation, pkt.seq)
+        before = sum(m.dropped.values())
+        self._record(m.receive(heard, link, time.monotonic()))
+        if sum(m.dropped.values()) > before:
+            reason = max(m.dropped, key=lambda r: m.dropped[r])
+            if reason != "own":
+                self._log_drop(reason, f"{pkt.node}@{pkt.cluster} from {addr[0]} on {link}")
+
+    def _log_drop(self, reason: str, what: str) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged.get(reason, -DROP_LOG_EVERY) >= DROP_LOG_EVERY:
+            self._drop_logged[reason] = now
+            log.warning("dropped a packet (%s) %s", reason, what)
+
+    def _record(self, events: list[Event]) -> None:
+        for ev in events:
+            level = logging.WARNING if isinstance(ev, (NodeDead, LateHeartbeat, Silent)) \
+                else logging.INFO
+            log.log(level, "%s", ev)
+            entry = {"time": time.time(), "event": type(ev).__name__, "text": str(ev)}
+            entry.update({k: v for k, v in vars(ev).items()})
+            self.history.append(entry)
+            if isinstance(ev, (NodeUp, NodeDead)):
+                log.info("members now: %s", ", ".join(self.membership.alive()
+                                                      if self.membership else []))
+
+    # ----------------------------------------------------------------- status
+
+    def _status(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.membership is not None
+        view = self.membership.view(time.monotonic())
+        return {
+            "node": self.me, "cluster": self.cfg.cluster.name, "pid": os.getpid(),
+            "incarnation": self.incarnation, "started": self.started_wall,
+            "timing": vars(self.timing), "links": self.transport.links,
+            "media": [t.medium.describe(self.mcfg.port)
+                      for ch in self.transport.channels for t in ch.targets],
+            "send_errors": self.transport.send_errors,
+            "members": self.membership.alive(), **view,
+            "events": list(self.history)[-50:],
+        }
+
+
+def run_daemon(cfg: ClusterConfig, me: str, run_dir: str, state_dir: str) -> None:
+    daemon = Daemon(cfg, me, run_dir, state_dir)
+    asyncio.run(daemon.run())
