@@ -55,6 +55,7 @@ from kembar.lab.pair import Pair, alive
 if __name__ == "__main__":  # bench/fs.py does `import run`: give it this module, not a copy
     sys.modules.setdefault("run", sys.modules[__name__])
 import fs  # noqa: E402 - after the alias above
+import membership  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = MiB
@@ -66,7 +67,7 @@ AIM_SYNC = 0.8  # baseline time / sync time, at least
 AIM_RESYNC = 0.05  # resync time / full sync time, below
 AIM_RSS_MIB = 100  # per disk process, below
 RESYNC_CHANGED = 10  # MiB changed while disconnected
-SECTIONS = ("writes", "sync", "resync", "memory", "fs")
+SECTIONS = ("writes", "sync", "resync", "memory", "fs", "membership")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOGS = RESULTS.parent / "logs"  # the disk logs of the last run
 
@@ -589,6 +590,8 @@ def report(res: dict[str, Any]) -> None:
         con.print(t)
     if res.get("fs"):
         fs.report(con, res["fs"])
+    if res.get("membership"):
+        membership.report(res["membership"])
     for n in res.get("notes", []):
         con.print(f"note: {n}", markup=False)
 
@@ -619,6 +622,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "--quick 2)")
     ap.add_argument("--fs-fio-runs", type=int, help="rounds of the fs section that also run "
                     "fio (default 3, --quick 1)")
+    ap.add_argument("--membership-crashes", type=int, help="lab crashes per timing in the "
+                    "membership section (default 20, --quick 2)")
+    ap.add_argument("--membership-soak", type=float, help="seconds of the 10ms/50ms soak "
+                    "under disk load (default 600, --quick 10; 0 skips it)")
     args = ap.parse_args(argv)
     default = "16M,32M" if args.quick else "100M,500M,1G"
     args.size_list = [parse_size(s) for s in (args.sizes or default).split(",") if s]
@@ -640,6 +647,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.fs_fio_runs is None:
         args.fs_fio_runs = 1 if args.quick else 3
     args.fs_fio_seconds = 3 if args.quick else 10
+    if args.membership_crashes is None:
+        args.membership_crashes = 2 if args.quick else 20
+    if args.membership_soak is None:
+        args.membership_soak = 10.0 if args.quick else 600.0
     if args.fs_runs < 1 or args.fs_fio_runs < 0:
         ap.error("--fs-runs must be at least 1, --fs-fio-runs at least 0")
     global REPEAT
@@ -673,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
         if "fs" in args.sections:
             res["fs"] = fs.bench_fs(base, args.fs_size_list, args.fs_runs, args.fs_fio_runs,
                                     args.fs_fio_seconds)
+        if "membership" in args.sections:
+            res["membership"] = membership.bench_membership(base, args.membership_crashes,
+                                                            args.membership_soak)
     finally:
         for pair in PAIRS:
             pair.cleanup()

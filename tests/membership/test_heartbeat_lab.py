@@ -121,3 +121,23 @@ def test_forged_garbage_and_replayed_packets_from_the_client_change_nothing(
     assert after["nodes"]["node1"]["incarnation"] == before["nodes"]["node1"]["incarnation"]
     assert [e["event"] for e in after["events"]] == [e["event"] for e in before["events"]]
     assert after["pid"] == before["pid"]  # still the same process, still serving
+
+
+def test_ping_nodes_give_each_node_a_score_its_peer_sees(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(disk_size=16 * 2**20, private=True)
+    mt = cluster.membership_toml(lab.plan, "two", keepalive="100ms", deadtime="500ms",
+                                 initdead="2s", ping=["198.18.0.50"])  # the client
+    cluster.install(lab, disk=False, membership=mt)
+    for n in lab.plan.node_names:
+        cluster.start_daemon(lab, n)
+    cluster.wait(lambda: node_state(lab, "node2", "node1")["ping"] == [1, 1], 10,
+                 "node2 to see node1's score 1/1")
+    lab.partition("node1", "client")  # node1 loses the outside world, not node2
+    cluster.wait(lambda: node_state(lab, "node2", "node1")["ping"] == [0, 1], 10,
+                 "node2 to see node1's score drop")
+    st1 = cluster.daemon_status(lab, "node1")
+    assert st1["ping"]["score"] == 0 and cluster.daemon_status(lab, "node2")["ping"]["score"] == 1
+    assert any(e["event"] == "PingChange" for e in st1["events"])
+    assert node_state(lab, "node2", "node1")["state"] == "up"  # still a member
+    lab.heal()
+    cluster.wait(lambda: node_state(lab, "node2", "node1")["ping"] == [1, 1], 10, "recovery")

@@ -1,14 +1,37 @@
-"""``kembar config``: inspect and validate the cluster file."""
+"""``kembar config``: inspect, validate and import the cluster file."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import stat
+
 import click
 
-from kembar.config import config_path, load_cluster
+from kembar.config import ClusterConfig, config_path, load_cluster, parse_cluster
+from kembar.config.importer import import_authkeys, import_hacf
+from kembar.config.membership import DEFAULT_AUTHKEYS
+from kembar.errors import ConfigError, KembarError
+
+DEFAULT_HACF = "/etc/ha.d/ha.cf"
+DEFAULT_HA_AUTHKEYS = "/etc/ha.d/authkeys"
+_MAX_INPUT = 1024 * 1024
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _summary(cfg: ClusterConfig) -> str:
+    """The one-line ``ok: …`` that ``check`` prints for a valid cluster file."""
+    summary = f"ok: cluster '{cfg.cluster.name}', {_plural(len(cfg.nodes), 'node')}, "
+    summary += _plural(len(cfg.disks), "disk")
+    if cfg.disks:
+        details = ", ".join(
+            f"{name}: protocol {disk.protocol}, port {disk.port}" for name, disk in cfg.disks.items()
+        )
+        summary += f" ({details})"
+    return summary
 
 
 @click.group()
@@ -27,12 +50,153 @@ def config() -> None:
 )
 def check(path: str | None) -> None:
     """Validate the cluster file and print a one-line summary."""
-    cfg = load_cluster(config_path(path))
-    summary = f"ok: cluster '{cfg.cluster.name}', {_plural(len(cfg.nodes), 'node')}, "
-    summary += _plural(len(cfg.disks), "disk")
-    if cfg.disks:
-        details = ", ".join(
-            f"{name}: protocol {disk.protocol}, port {disk.port}" for name, disk in cfg.disks.items()
-        )
-        summary += f" ({details})"
-    click.echo(summary)
+    click.echo(_summary(load_cluster(config_path(path))))
+
+
+def _read_input(path: str, private: bool) -> str:
+    """The UTF-8 text of an input file; ``private``: refuse it if group or others may
+    read or write it (Heartbeat refuses such an authkeys file too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        mode = stat.S_IMODE(st.st_mode)
+        if private and mode & 0o077:
+            raise ConfigError(f"{path}: mode {mode:04o} lets group or others read or write "
+                              f"the key file (Heartbeat refuses it too); run: chmod 600 {path}")
+        if st.st_size > _MAX_INPUT:
+            raise ConfigError(f"{path}: larger than {_MAX_INPUT // 1024} KiB")
+        data = os.read(fd, _MAX_INPUT + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _stage(path: str, text: str, mode: int) -> str:
+    """Write ``text`` to a new temporary file beside ``path`` (created with ``mode``),
+    flushed to disk; the caller renames it into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, 0o755, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _install(staged: list[tuple[str, str]]) -> None:
+    for tmp, path in staged:
+        os.replace(tmp, path)
+        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _write_all(files: list[tuple[str, str, int]]) -> None:
+    """Write every (path, text, mode) or none: all are staged before any is renamed."""
+    staged: list[tuple[str, str]] = []
+    current = ""
+    try:
+        for path, text, mode in files:
+            current = path
+            staged.append((_stage(path, text, mode), path))
+        for tmp, path in staged:
+            current = path
+            _install([(tmp, path)])
+    except OSError as exc:
+        for tmp, _ in staged:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        raise KembarError(f"{current}: cannot write: {exc.strerror or type(exc).__name__}") \
+            from None
+
+
+@config.command("import")
+@click.option("--hacf", metavar="PATH", default=DEFAULT_HACF, show_default=True,
+              help="Heartbeat's ha.cf to convert.")
+@click.option("--authkeys", "authkeys", metavar="PATH", default=None,
+              help=f"Heartbeat's authkeys to convert (default {DEFAULT_HA_AUTHKEYS}, "
+                   "skipped with a note if absent).")
+@click.option("--name", metavar="CLUSTER", default=None,
+              help="Cluster name (default: ha.cf's 'cluster', else 'ha').")
+@click.option("-o", "--output", metavar="PATH", default=None,
+              help="Write the cluster file here (default: standard output).")
+@click.option("--authkeys-output", metavar="PATH", default=DEFAULT_AUTHKEYS, show_default=True,
+              help="Where kembar's key file goes (written mode 600; named in the cluster file).")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def import_(hacf: str, authkeys: str | None, name: str | None, output: str | None,
+            authkeys_output: str, force: bool) -> None:
+    """Convert a Heartbeat ha.cf (and authkeys) into a kembar cluster file.
+
+    Every directive that cannot be carried over, or is changed, is reported on stderr as
+    `kembar: note: ...`. Nothing is written if anything is wrong."""
+    keys_out = os.path.abspath(authkeys_output)
+    text = _read_input(hacf, private=False)
+    result = import_hacf(text, hacf, None if keys_out == DEFAULT_AUTHKEYS else keys_out, name)
+    notes = list(result.notes)
+
+    keys_in = authkeys
+    if keys_in is None:
+        if os.path.lexists(DEFAULT_HA_AUTHKEYS):
+            keys_in = DEFAULT_HA_AUTHKEYS
+        else:
+            notes.append(f"no {DEFAULT_HA_AUTHKEYS}: no key file converted; create {keys_out} "
+                         "(mode 600) with 'auth 1' and '1 sha256 SECRET' before starting kembar")
+    files: list[tuple[str, str, int]] = []
+    if output is not None:
+        files.append((output, result.toml, 0o644))
+    if keys_in is not None:
+        converted, key_notes = import_authkeys(_read_input(keys_in, private=True), keys_in)
+        notes += key_notes
+        files.append((keys_out, converted, 0o600))
+        if _same_file(keys_in, keys_out):
+            raise ConfigError(f"{keys_out}: is the input authkeys file; choose another "
+                              "--authkeys-output")
+    if output is not None:
+        if _same_file(output, hacf):
+            raise ConfigError(f"{output}: is the input ha.cf; choose another --output")
+        if keys_in is not None and _same_file(output, keys_out):
+            raise ConfigError(f"{output}: is also the --authkeys-output file")
+    for path, _, _ in files:
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a directory")
+        if os.path.lexists(path) and not force:
+            raise ConfigError(f"{path} exists: not overwritten (use --force to replace it)")
+
+    summary = _summary(parse_cluster(result.toml, output or "<stdout>"))
+    for note in notes:
+        click.echo(f"kembar: note: {note}", err=True)
+    _write_all(files)
+    written = [f"{path} (mode {mode:o})" if mode == 0o600 else path for path, _, mode in files]
+    if output is None:
+        click.echo(result.toml, nl=False)
+        click.echo(f"kembar: {summary}" + (f"; wrote {written[0]}" if written else ""), err=True)
+    else:
+        click.echo(f"{summary}; wrote {' and '.join(written)}")

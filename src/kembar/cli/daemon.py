@@ -54,15 +54,18 @@ def _age(seconds: float | None) -> str:
 def format_status(st: dict[str, Any]) -> Table:
     t = Table(title=f"cluster {st['cluster']}: {st['node']} (incarnation {st['incarnation']}), "
                     f"members: {', '.join(st['members'])}")
-    for col in ("node", "state", "incarnation", "last heard", "late", "links"):
+    for col in ("node", "state", "incarnation", "last heard", "late", "links", "ping"):
         t.add_column(col)
+    ping = st.get("ping") or {}
+    mine = f"{ping['score']}/{ping['total']}" if ping.get("total") else "-"
     t.add_row(st["node"], "up (this node)", str(st["incarnation"]), "-", "-",
-              ", ".join(st["links"]))
+              ", ".join(st["links"]), mine)
     for name, n in sorted(st["nodes"].items()):
         state = n["state"] + (f" ({n['reason']})" if n["reason"] else "")
         links = ", ".join(f"{ln}: {ls['state']}" for ln, ls in n["links"].items())
+        score = f"{n['ping'][0]}/{n['ping'][1]}" if n.get("ping") else "-"
         t.add_row(name, state, str(n["incarnation"] or "-"), _age(n["last_heard"]),
-                  str(n["late"]), links)
+                  str(n["late"]), links, score)
     return t
 
 
@@ -80,6 +83,9 @@ def status(run_dir: str, as_json: bool, history: bool) -> None:
     console.print(format_status(st))
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(st["dropped"].items()) if k != "own")
     click.echo(f"media: {'; '.join(st['media'])}")
+    if st.get("ping", {}).get("total"):
+        click.echo("ping nodes: " + ", ".join(
+            f"{a} {'answers' if up else 'unreachable'}" for a, up in st["ping"]["nodes"].items()))
     click.echo(f"packets accepted: {st['accepted']}; dropped: {dropped or 'none'}")
     if history:
         for ev in st["events"]:

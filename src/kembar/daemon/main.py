@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from kembar.config.model import ClusterConfig
 from kembar.daemon.control import ControlServer, socket_path
@@ -22,6 +23,7 @@ from kembar.daemon.incarnation import next_incarnation
 from kembar.errors import ConfigError
 from kembar.membership.authkeys import AuthKeys, load_authkeys
 from kembar.membership.packet import BadPacket, Packet, decode, encode
+from kembar.membership.ping import PingChange, Pinger, Reachability
 from kembar.membership.state import (
     HEARTBEAT,
     SHUTDOWN,
@@ -62,6 +64,7 @@ class Daemon:
         self.incarnation = 0
         self.seq = 0
         self.membership: Membership | None = None
+        self.reach = Reachability(list(self.mcfg.ping), self.mcfg.dead_ping, time.monotonic())
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.started_wall = time.time()
         self._drop_logged: dict[str, float] = {}
@@ -89,6 +92,9 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.create_task(self._beat()), asyncio.create_task(self._watch())]
+        if self.mcfg.ping:
+            pinger = Pinger(list(self.mcfg.ping), self.timing.keepalive, self._pong)
+            tasks.append(asyncio.create_task(pinger.run()))
         try:
             await self._stop.wait()
         finally:
@@ -107,9 +113,11 @@ class Daemon:
 
     def _send(self, kind: int, status: str) -> None:
         self.seq += 1
+        body = json.dumps({"ping": [self.reach.score, self.reach.total]}).encode() \
+            if self.reach.total else b""
         pkt = Packet(type=kind, cluster=self.cfg.cluster.name, node=self.me,
                      incarnation=self.incarnation, seq=self.seq, status=status,
-                     sent_at_ms=int(time.time() * 1000))
+                     sent_at_ms=int(time.time() * 1000), body=body)
         self.transport.send(encode(pkt, self.keys))
 
     async def _beat(self) -> None:
@@ -128,7 +136,12 @@ class Daemon:
         period = min(self.timing.keepalive, self.timing.warntime) / 4
         while True:
             await asyncio.sleep(period)
-            self._record(self.membership.tick(time.monotonic()))
+            now = time.monotonic()
+            self._record(self.membership.tick(now))
+            self._record(self.reach.tick(now))
+
+    def _pong(self, address: str) -> None:
+        self._record(self.reach.reply(address, time.monotonic()))
 
     def _received(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
         m = self.membership
@@ -141,7 +154,7 @@ class Daemon:
             self._log_drop(exc.reason, f"from {addr[0]} on {link}: {exc}")
             return
         heard = Heard(pkt.type if pkt.type in (HEARTBEAT, SHUTDOWN) else HEARTBEAT,
-                      pkt.cluster, pkt.node, pkt.incarnation, pkt.seq)
+                      pkt.cluster, pkt.node, pkt.incarnation, pkt.seq, ping_score(pkt.body))
         before = sum(m.dropped.values())
         self._record(m.receive(heard, link, time.monotonic()))
         if sum(m.dropped.values()) > before:
@@ -155,10 +168,10 @@ class Daemon:
             self._drop_logged[reason] = now
             log.warning("dropped a packet (%s) %s", reason, what)
 
-    def _record(self, events: list[Event]) -> None:
+    def _record(self, events: Sequence[Event | PingChange]) -> None:
         for ev in events:
-            level = logging.WARNING if isinstance(ev, (NodeDead, LateHeartbeat, Silent)) \
-                else logging.INFO
+            level = logging.WARNING if isinstance(ev, (NodeDead, LateHeartbeat, Silent)) or \
+                isinstance(ev, PingChange) and not ev.reachable else logging.INFO
             log.log(level, "%s", ev)
             entry = {"time": time.time(), "event": type(ev).__name__, "text": str(ev)}
             entry.update({k: v for k, v in vars(ev).items()})
@@ -180,8 +193,23 @@ class Daemon:
                       for ch in self.transport.channels for t in ch.targets],
             "send_errors": self.transport.send_errors,
             "members": self.membership.alive(), **view,
+            "ping": {"score": self.reach.score, "total": self.reach.total,
+                     "nodes": dict(self.reach.up)},
             "events": list(self.history)[-50:],
         }
+
+
+def ping_score(body: bytes) -> tuple[int, int] | None:
+    """The sender's connectivity score from a heartbeat's body (authenticated already);
+    anything malformed counts as no score."""
+    if not body:
+        return None
+    try:
+        score = json.loads(body)["ping"]
+        up, total = int(score[0]), int(score[1])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return (up, total) if 0 <= up <= total <= 64 else None
 
 
 def run_daemon(cfg: ClusterConfig, me: str, run_dir: str, state_dir: str) -> None:

@@ -31,7 +31,7 @@ MCAST_GROUP = "239.192.0.1"
 
 def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
                     deadtime: str = "15s", warntime: str | None = None,
-                    initdead: str | None = None) -> str:
+                    initdead: str | None = None, ping: list[str] | None = None) -> str:
     """A ``[membership]`` table for the lab (pure): ``media`` is bcast (eth0), ucast
     (eth0, to every node: the line to itself is skipped by each daemon), mcast (eth0) or
     two (bcast on eth0 and ucast on the private link eth1)."""
@@ -45,6 +45,8 @@ def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
     if initdead:
         lines.append(f'initdead = "{initdead}"')
     lines.append('authkeys = "/etc/kembar/authkeys"')
+    if ping:
+        lines.append("ping = [" + ", ".join(f'"{a}"' for a in ping) + "]")
     nodes = [m for m in plan.machines if m.is_node]
     if media in ("bcast", "two"):
         lines += ["", "[[membership.media]]", 'type = "bcast"', 'interface = "eth0"']

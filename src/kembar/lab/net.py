@@ -24,9 +24,23 @@ def existing(prefix: str) -> list[str]:
     return sorted(n for n in netns.listnetns() if n.startswith(prefix))
 
 
+def create_ns(ns: str) -> None:
+    """A named network namespace, checked: pyroute2 makes it in a child process, which was
+    seen once to return without the name in place on a loaded machine; try again then."""
+    for attempt in range(3):
+        if os.path.exists(os.path.join(NETNS_DIR, ns)):
+            return
+        try:
+            netns.create(ns)
+        except FileExistsError:
+            pass
+    if not os.path.exists(os.path.join(NETNS_DIR, ns)):
+        raise KembarError(f"could not create the network namespace {ns}")
+
+
 def wire(plan: Plan) -> None:
     """Create the namespaces, the switch and every machine's cables; all links up."""
-    netns.create(plan.switch_ns)
+    create_ns(plan.switch_ns)
     with NetNS(plan.switch_ns) as sw:
         sw.link("set", index=sw.link_lookup(ifname="lo")[0], state="up")
         for link in plan.links:
@@ -43,7 +57,7 @@ def plug(plan: Plan, machine: str) -> None:
     with the lab's addresses: what a machine has after power-on."""
     m = plan.machine(machine)
     ns = plan.ns(machine)
-    netns.create(ns)
+    create_ns(ns)
     with NetNS(plan.switch_ns) as sw:
         for link, address in m.addresses.items():
             port = port_name(m.name, link)

@@ -50,6 +50,7 @@ class Heard:
     node: str
     incarnation: int
     seq: int
+    ping: tuple[int, int] | None = None  # the sender's connectivity score (up, of total)
 
 
 # ------------------------------------------------------------------- events
@@ -163,6 +164,7 @@ class NodeState:
     late: int = 0
     warned: bool = False
     shutdown_incarnation: int | None = None
+    ping: tuple[int, int] | None = None
     links: dict[str, LinkState] = field(default_factory=dict)
 
 
@@ -238,6 +240,7 @@ class Membership:
         n.incarnation = p.incarnation
         n.last_heard = now
         n.warned = False
+        n.ping = p.ping
         return events
 
     def drop(self, reason: str) -> None:
@@ -301,6 +304,7 @@ class Membership:
             "nodes": {n.name: {
                 "state": n.state, "reason": n.reason, "incarnation": n.incarnation,
                 "last_heard": age(n.last_heard), "since": age(n.since), "late": n.late,
+                "ping": list(n.ping) if n.ping is not None else None,
                 "links": {ln: {"state": ls.state, "last_heard": age(ls.last_heard)}
                           for ln, ls in n.links.items()}}
                 for n in self.nodes.values()},

@@ -1,0 +1,137 @@
+"""Membership benchmark (section "membership" of bench/run.py): failure detection in the lab.
+
+For each timing (keepalive/deadtime): two nodes in a fresh lab run ``kembar daemon`` with
+broadcast heartbeats; node1 is powered off (``lab crash``) N times, and the time from the
+power cut to node2's "node1 is dead" event (the daemon's own timestamp) is the detection
+latency, reported as median and max next to the configured deadtime and the aim
+(deadtime + one keepalive).  Then a soak: both daemons run at the fastest timing for a
+while as a disk load (``dd`` with fsync, on the host) shakes the machine; every false
+"dead" event and late heartbeat is counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kembar.lab import cluster
+from kembar.lab.lab import Lab
+
+TIMINGS = [("2s", "15s"), ("100ms", "500ms"), ("10ms", "50ms")]
+LAB = "bench"
+
+
+def seconds(text: str) -> float:
+    from kembar.config.units import to_seconds
+    return to_seconds(text)
+
+
+def _node1(lab: Lab) -> dict[str, Any]:
+    return dict(cluster.daemon_status(lab, "node2")["nodes"]["node1"])
+
+
+def detection(keepalive: str, deadtime: str, crashes: int) -> dict[str, Any]:
+    lab = Lab(LAB)
+    if lab.exists():
+        lab.down()
+    lab.up(disk_size=16 * 2**20)
+    try:
+        mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,
+                                     deadtime=deadtime, initdead=max(deadtime, "2s", key=seconds))
+        cluster.install(lab, disk=False, membership=mt)
+        for n in lab.plan.node_names:
+            cluster.start_daemon(lab, n)
+        lat = []
+        for i in range(crashes):
+            cluster.wait(lambda: _node1(lab)["state"] == "up", 60, "node1 up")
+            time.sleep(min(1.0, 3 * seconds(keepalive)))
+            t0 = time.time()
+            lab.crash("node1")
+            cluster.wait(lambda: _node1(lab)["state"] == "dead", 120, "node1 declared dead")
+            ev = [e for e in cluster.daemon_status(lab, "node2")["events"]
+                  if e["event"] == "NodeDead"][-1]
+            lat.append(ev["time"] - t0)
+            print(f"  {keepalive}/{deadtime} crash {i + 1}/{crashes}: detected after "
+                  f"{lat[-1]:.3f} s", flush=True)
+            lab.boot("node1")  # its boot services start the daemon again
+        ka, dt = seconds(keepalive), seconds(deadtime)
+        return {"keepalive": ka, "deadtime": dt, "crashes": crashes,
+                "latencies": [round(x, 4) for x in lat],
+                "median": statistics.median(lat), "max": max(lat), "min": min(lat),
+                "aim": dt + ka, "within_aim": sum(x <= dt + ka for x in lat)}
+    finally:
+        lab.down()
+
+
+def soak(keepalive: str, deadtime: str, duration: float, load_dir: Path) -> dict[str, Any]:
+    lab = Lab(LAB)
+    if lab.exists():
+        lab.down()
+    lab.up(disk_size=16 * 2**20)
+    load = None
+    try:
+        mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,
+                                     deadtime=deadtime, initdead="2s")
+        cluster.install(lab, disk=False, membership=mt)
+        for n in lab.plan.node_names:
+            cluster.start_daemon(lab, n)
+        cluster.wait(lambda: _node1(lab)["state"] == "up", 30, "node1 up")
+        target = load_dir / "kembar-bench-soak.dat"
+        load = subprocess.Popen(
+            ["sh", "-c", f"while :; do dd if=/dev/zero of={target} bs=1M count=256 "
+                         "conv=fsync status=none; done"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < duration:
+            time.sleep(5)
+        out: dict[str, Any] = {"keepalive": seconds(keepalive), "deadtime": seconds(deadtime),
+                               "seconds": duration, "load": "dd 256M conv=fsync, looped"}
+        for a, b in (("node1", "node2"), ("node2", "node1")):
+            st = cluster.daemon_status(lab, a)
+            evs = st["events"]
+            out[a] = {"false_dead": sum(e["event"] == "NodeDead" for e in evs),
+                      "late": st["nodes"][b]["late"],
+                      "silences": sum(e["event"] == "Silent" for e in evs),
+                      "accepted": st["accepted"], "state_of_peer": st["nodes"][b]["state"]}
+        return out
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
+        (load_dir / "kembar-bench-soak.dat").unlink(missing_ok=True)
+        lab.down()
+
+
+def bench_membership(base: Path, crashes: int, soak_seconds: float) -> dict[str, Any]:
+    res: dict[str, Any] = {"detection": [], "soak": None}
+    for ka, dt in TIMINGS:
+        res["detection"].append(detection(ka, dt, crashes))
+    if soak_seconds > 0:
+        res["soak"] = soak(*TIMINGS[-1], soak_seconds, base)
+    return res
+
+
+def report(m: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="membership: crash -> 'node dead' on the peer (lab, broadcast)")
+    for col in ("keepalive / deadtime", "crashes", "median s", "max s", "aim s (dt+ka)",
+                "within aim", "median / deadtime"):
+        t.add_column(col, justify="right")
+    for d in m["detection"]:
+        t.add_row(f"{d['keepalive']:g} / {d['deadtime']:g}", str(d["crashes"]),
+                  f"{d['median']:.3f}", f"{d['max']:.3f}", f"{d['aim']:.3f}",
+                  f"{d['within_aim']}/{d['crashes']}", f"{d['median'] / d['deadtime']:.2f}")
+    Console(width=120).print(t)
+    s = m.get("soak")
+    if s:
+        print(f"soak {s['seconds']:.0f} s at {s['keepalive']:g}/{s['deadtime']:g} s under "
+              f"{s['load']}: node1 saw {s['node1']['false_dead']} false deaths, "
+              f"{s['node1']['late']} late heartbeats; node2 saw {s['node2']['false_dead']} "
+              f"false deaths, {s['node2']['late']} late heartbeats")
+    print("Heartbeat 3.0.6 measured for the issue: 14.8 s at deadtime 15 s, 0.13 s at "
+          "10 ms/50 ms, false deaths at 5 ms", file=sys.stdout)
