@@ -7,7 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kembar.daemon.main import ping_score
+from kembar.membership.receive import ping_score
 from kembar.membership.ping import (
     ECHO_REPLY,
     PingChange,

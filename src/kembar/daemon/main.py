@@ -22,13 +22,12 @@ from kembar.daemon.control import ControlServer, socket_path
 from kembar.daemon.incarnation import next_incarnation
 from kembar.errors import ConfigError
 from kembar.membership.authkeys import AuthKeys, load_authkeys
-from kembar.membership.packet import BadPacket, Packet, decode, encode
+from kembar.membership.packet import Packet, encode
 from kembar.membership.ping import PingChange, Pinger, Reachability
+from kembar.membership.receive import receive
 from kembar.membership.state import (
-    HEARTBEAT,
     SHUTDOWN,
     Event,
-    Heard,
     LateHeartbeat,
     Membership,
     NodeDead,
@@ -144,23 +143,14 @@ class Daemon:
         self._record(self.reach.reply(address, time.monotonic()))
 
     def _received(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
-        m = self.membership
-        if m is None:
+        if self.membership is None:
             return
-        try:
-            pkt = decode(data, self.keys)
-        except BadPacket as exc:
-            m.drop(exc.reason)
-            self._log_drop(exc.reason, f"from {addr[0]} on {link}: {exc}")
-            return
-        heard = Heard(pkt.type if pkt.type in (HEARTBEAT, SHUTDOWN) else HEARTBEAT,
-                      pkt.cluster, pkt.node, pkt.incarnation, pkt.seq, ping_score(pkt.body))
-        before = sum(m.dropped.values())
-        self._record(m.receive(heard, link, time.monotonic()))
-        if sum(m.dropped.values()) > before:
-            reason = max(m.dropped, key=lambda r: m.dropped[r])
-            if reason != "own":
-                self._log_drop(reason, f"{pkt.node}@{pkt.cluster} from {addr[0]} on {link}")
+        events, pkt, dropped = receive(data, link, time.monotonic(), self.keys,
+                                       self.membership)
+        self._record(events)
+        if dropped is not None and dropped != "own":
+            who = f"{pkt.node}@{pkt.cluster} " if pkt is not None else ""
+            self._log_drop(dropped, f"{who}from {addr[0]} on {link}")
 
     def _log_drop(self, reason: str, what: str) -> None:
         now = time.monotonic()
@@ -197,19 +187,6 @@ class Daemon:
                      "nodes": dict(self.reach.up)},
             "events": list(self.history)[-50:],
         }
-
-
-def ping_score(body: bytes) -> tuple[int, int] | None:
-    """The sender's connectivity score from a heartbeat's body (authenticated already);
-    anything malformed counts as no score."""
-    if not body:
-        return None
-    try:
-        score = json.loads(body)["ping"]
-        up, total = int(score[0]), int(score[1])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    return (up, total) if 0 <= up <= total <= 64 else None
 
 
 def run_daemon(cfg: ClusterConfig, me: str, run_dir: str, state_dir: str) -> None:
