@@ -672,7 +672,17 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(), "cpus": os.cpu_count(), "dir": str(base),
         "units": "MiB = 2^20 bytes; seconds; ratios are dimensionless",
     }
-    old_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main_pid = os.getpid()
+
+    def on_term(*_: Any) -> None:
+        # Forked helpers (pyroute2 makes namespaces in child processes and SIGTERMs them)
+        # inherit this handler: they must die, not unwind the copied stack into this
+        # process's `finally:` clauses (which would tear the lab down under our feet).
+        if os.getpid() != main_pid:
+            os._exit(143)
+        sys.exit(143)
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         if "writes" in args.sections:
             res["writes"] = bench_writes(base, args.size_list)

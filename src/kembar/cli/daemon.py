@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from logging.handlers import QueueHandler, QueueListener
+from queue import Queue
 import time
 from typing import Any
 
@@ -40,9 +42,19 @@ def daemon(config: str | None, node: str | None, run_dir: str, state_dir: str) -
 
     cfg = load_cluster(config_path(config))
     me = identify_node(cfg, node)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s {me} %(name)s %(levelname)s: %(message)s")
-    run_daemon(cfg, me, run_dir, state_dir)
+    # Log lines are written by a thread of their own: a write to a log file on a disk busy
+    # with writeback can block for a long time, and heartbeats must not wait for it.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s {me} %(name)s %(levelname)s: %(message)s"))
+    queue: Queue[logging.LogRecord] = Queue()
+    listener = QueueListener(queue, handler)
+    logging.basicConfig(level=logging.INFO, handlers=[QueueHandler(queue)])
+    listener.start()
+    try:
+        run_daemon(cfg, me, run_dir, state_dir)
+    finally:
+        listener.stop()
 
 
 def _age(seconds: float | None) -> str:

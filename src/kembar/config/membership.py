@@ -85,6 +85,9 @@ class MembershipConfig(_Frozen):
     authkeys: StrictStr = DEFAULT_AUTHKEYS
     media: list[Medium] = Field(default_factory=list)
     ping: list[StrictStr] = Field(default_factory=list)
+    # Run the daemon with a real-time scheduling class (as Heartbeat's ``realtime on``,
+    # its default), so a busy machine does not delay heartbeats into false deaths.
+    realtime: bool = True
 
     @field_validator("keepalive", "deadtime", "warntime", "initdead", "deadping", mode="before")
     @classmethod

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -67,12 +69,15 @@ class Daemon:
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.started_wall = time.time()
         self._drop_logged: dict[str, float] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
         self._stop = asyncio.Event()
         self.control = ControlServer(socket_path(run_dir), {"status": self._status})
+        self.realtime = "off"
 
     # ------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
+        self.realtime = self._go_realtime() if self.mcfg.realtime else "off (configured)"
         self.incarnation = next_incarnation(os.path.join(self.state_dir, "incarnation"))
         now = time.monotonic()
         self.membership = Membership(self.cfg.cluster.name, self.me, list(self.cfg.nodes),
@@ -104,6 +109,26 @@ class Daemon:
             log.info("%s: shutdown notice sent; stopping", self.me)
             self.transport.close()
             self.control.close()
+
+    def _go_realtime(self) -> str:
+        """SCHED_RR at a middling priority, memory locked, the garbage collector's
+        long-lived objects frozen: what Heartbeat's ``realtime on`` does, in Python."""
+        gc.collect()
+        gc.freeze()
+        try:
+            prio = (os.sched_get_priority_min(os.SCHED_RR) +
+                    os.sched_get_priority_max(os.SCHED_RR)) // 2
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        except (OSError, AttributeError) as exc:
+            log.warning("could not run with real-time priority (%s); heartbeats may be "
+                        "delayed on a busy machine", exc)
+            return "off (refused by the system)"
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            locked = libc.mlockall(3) == 0  # MCL_CURRENT | MCL_FUTURE
+        except OSError:
+            locked = False
+        return f"SCHED_RR {prio}" + (", memory locked" if locked else "")
 
     def stop(self) -> None:
         self._stop.set()
@@ -163,6 +188,7 @@ class Daemon:
             level = logging.WARNING if isinstance(ev, (NodeDead, LateHeartbeat, Silent)) or \
                 isinstance(ev, PingChange) and not ev.reachable else logging.INFO
             log.log(level, "%s", ev)
+            self.counts[type(ev).__name__] += 1
             entry = {"time": time.time(), "event": type(ev).__name__, "text": str(ev)}
             entry.update({k: v for k, v in vars(ev).items()})
             self.history.append(entry)
@@ -185,7 +211,8 @@ class Daemon:
             "members": self.membership.alive(), **view,
             "ping": {"score": self.reach.score, "total": self.reach.total,
                      "nodes": dict(self.reach.up)},
-            "events": list(self.history)[-50:],
+            "events": list(self.history)[-50:], "event_counts": dict(self.counts),
+            "realtime": self.realtime,
         }
 
 

@@ -81,7 +81,8 @@ def setup(name: str, root: Path, hw_disk: str | None, hw_mount: str) -> None:
     for target, src in (("/etc/kembar", "etc-kembar"), ("/var/lib/kembar", "lib-kembar")):
         os.makedirs(target, exist_ok=True)
         bind(str(root / src), target)
-    sh("mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "kembar-lab-run", "/run")
+    if not os.path.realpath(sys.executable).startswith("/run/"):  # never hide our python
+        sh("mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "kembar-lab-run", "/run")
     os.makedirs("/run/kembar", mode=0o755, exist_ok=True)
     bind(str(root / "run"), "/run/kembar")
     for top in ("/srv", "/mnt"):
