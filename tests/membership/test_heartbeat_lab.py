@@ -94,7 +94,10 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 s.bind(("0.0.0.0", 694))
 s.settimeout(5)
-real, _ = s.recvfrom(2048)          # a real heartbeat, broadcast on the switch
+while True:                         # a real heartbeat of node1, broadcast on the switch
+    real, src = s.recvfrom(2048)    # (node2 drops its own as "own", not as a replay)
+    if src[0] == "198.18.0.1":
+        break
 wrong = parse_authkeys("auth 1\n1 sha256 not-the-cluster-key\n")
 forged = encode(Packet(1, "%(lab)s", "node1", 2**62, 1, "up", 0), wrong)
 for target in ("198.18.0.2", "198.18.0.255"):

@@ -31,6 +31,10 @@ def _summary(cfg: ClusterConfig) -> str:
             f"{name}: protocol {disk.protocol}, port {disk.port}" for name, disk in cfg.disks.items()
         )
         summary += f" ({details})"
+    if cfg.groups:
+        summary += ", " + _plural(len(cfg.groups), "group") + " (" + "; ".join(
+            f"{name} on {g.preferred}: " + ", ".join(r.describe() for r in g.resources)
+            for name, g in cfg.groups.items()) + ")"
     return summary
 
 

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from kembar.config.groups import GroupConfig, check_group_name
 from kembar.config.membership import MembershipConfig
 from kembar.config.units import format_duration, to_bytes, to_seconds
 from kembar.errors import ConfigError
@@ -260,6 +261,7 @@ class ClusterConfig(_Frozen):
     nodes: dict[str, NodeConfig] = Field(default_factory=dict)
     disks: dict[str, DiskConfig] = Field(default_factory=dict)
     membership: MembershipConfig | None = None
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
 
     _source: str = PrivateAttr(default="<string>")
 
@@ -293,9 +295,24 @@ class ClusterConfig(_Frozen):
                     problems.append((("disks", name, "on", node, "address"),
                                      f"no address for {node}: set nodes.{node}.address or "
                                      "this key"))
+        for gname, group in self.groups.items():
+            bad = check_group_name(gname)
+            if bad:
+                problems.append((("groups", gname), bad))
+            if group.preferred not in self.nodes:
+                problems.append((("groups", gname, "preferred"), f"unknown node (known: {known})"))
+            for i, res in enumerate(group.resources):
+                if res.type == "disk" and res.disk not in self.disks:
+                    problems.append((("groups", gname, "resources", str(i), "disk"),
+                                     f"unknown disk {res.disk!r} (known: "
+                                     f"{', '.join(sorted(self.disks)) or 'none'})"))
         if problems:
             raise _Problems(problems)
         return self
+
+    def auto_failback(self, group: str) -> bool:
+        g = self.groups[group]
+        return self.cluster.auto_failback if g.auto_failback is None else g.auto_failback
 
     @property
     def source(self) -> str:
@@ -345,6 +362,10 @@ def _describe(error: Any) -> list[tuple[Path_, str]]:
         return [((), messages[kind])]
     if kind == "value_error" and exc is not None:
         return [((), str(exc))]
+    if kind == "union_tag_invalid":
+        return [((), f"unknown type {ctx.get('tag')!r} (use one of {ctx.get('expected_tags')})")]
+    if kind == "union_tag_not_found":
+        return [((), "type is required")]
     if kind == "literal_error":
         return [((), f"must be {ctx.get('expected')}")]
     bounds = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}

@@ -1,0 +1,158 @@
+"""``[groups.<name>]``: resource groups — a preferred node and resources started in order.
+
+```toml
+[groups.web]
+preferred = "node1"
+auto_failback = true          # default: [cluster] auto_failback
+[[groups.web.resources]]
+type = "disk"                 # promote/demote a kembar disk
+disk = "r0"
+[[groups.web.resources]]
+type = "filesystem"
+device = "/dev/kembar/r0"
+directory = "/srv/data"
+fstype = "ext4"
+[[groups.web.resources]]
+type = "service"              # a systemd unit, an LSB init script, or a command
+name = "apache2"
+[[groups.web.resources]]
+type = "ip"
+address = "198.18.0.100/24"
+interface = "eth0"
+```
+
+Resources start in the order written and stop in reverse (haresources' rule).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, \
+    field_validator
+
+from kembar.config.units import to_seconds
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Common(_Frozen):
+    timeout: float = 60.0  # seconds for a start or stop
+    monitor_interval: float = 10.0  # 0: no monitor
+    restarts: StrictInt = Field(3, ge=0, le=100)  # monitor failures restarted before moving
+
+    @field_validator("timeout", "monitor_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return to_seconds(value)
+
+
+class DiskResource(_Common):
+    type: Literal["disk"]
+    disk: StrictStr
+
+    def describe(self) -> str:
+        return f"disk {self.disk}"
+
+
+class FilesystemResource(_Common):
+    type: Literal["filesystem"]
+    device: StrictStr
+    directory: StrictStr
+    fstype: StrictStr = "ext4"
+    options: StrictStr = ""
+
+    @field_validator("device", "directory")
+    @classmethod
+    def _abs(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return f"filesystem {self.device} on {self.directory} ({self.fstype})"
+
+
+class IpResource(_Common):
+    type: Literal["ip"]
+    address: StrictStr  # address/prefix
+    interface: StrictStr | None = None  # default: the interface whose subnet holds it
+    arp_count: StrictInt = Field(5, ge=0, le=100)
+    arp_interval: float = 0.2
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        try:
+            ipaddress.ip_interface(value if "/" in value else f"{value}/32")
+        except ValueError:
+            raise ValueError(f"not an address/prefix: {value!r}") from None
+        return value
+
+    @field_validator("arp_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> float:
+        return to_seconds(value)
+
+    def describe(self) -> str:
+        return f"ip {self.address}" + (f" on {self.interface}" if self.interface else "")
+
+
+class ServiceResource(_Common):
+    type: Literal["service"]
+    name: StrictStr  # a systemd unit or an /etc/init.d script
+    command: list[StrictStr] | None = None  # or a command kembar starts and supervises
+
+    def describe(self) -> str:
+        return f"service {self.name}"
+
+
+class ScriptResource(_Common):
+    type: Literal["script"]
+    path: StrictStr  # a Heartbeat resource.d script or an OCF agent
+    args: list[StrictStr] = Field(default_factory=list)
+    ocf: StrictBool = False
+
+    def describe(self) -> str:
+        return f"script {self.path}" + ("::" + "::".join(self.args) if self.args else "")
+
+
+class ProbeResource(_Common):
+    """A monitor of what clients see: an HTTP GET (through the VIP) or any command."""
+
+    type: Literal["probe"]
+    url: StrictStr | None = None
+    command: list[StrictStr] | None = None
+
+    def describe(self) -> str:
+        return f"probe {self.url or ' '.join(self.command or [])}"
+
+
+Resource = Annotated[Union[DiskResource, FilesystemResource, IpResource, ServiceResource,
+                           ScriptResource, ProbeResource], Field(discriminator="type")]
+
+
+class GroupConfig(_Frozen):
+    preferred: StrictStr
+    auto_failback: StrictBool | None = None  # None: [cluster] auto_failback
+    resources: list[Resource] = Field(default_factory=list)
+
+    @field_validator("resources")
+    @classmethod
+    def _some(cls, value: list[Resource]) -> list[Resource]:
+        if not value:
+            raise ValueError("a group needs at least one resource")
+        return value
+
+
+def check_group_name(name: str) -> str | None:
+    """A problem with a group's name, or None."""
+    if not _NAME_RE.fullmatch(name):
+        return "invalid group name (use [a-z0-9][a-z0-9_-]{0,31})"
+    return None
