@@ -7,9 +7,9 @@ client places orders through the VIP all along; node1 loses power; node2 takes t
 the filesystem, the VIP and the site over; every order the shopper saw acknowledged is
 still there; node1 boots, catches up, and takes the site back (``auto_failback on``).
 
-The cluster daemon (membership) runs on both nodes and declares node1 dead by its
-heartbeats; until its resource manager exists (issue 6) the takeover and failback steps
-that follow are done by this script, with the same verbs the manager will use.
+The cluster daemon runs on both nodes: its membership declares node1 dead by its heartbeats
+and its resource manager moves group ``web`` (disk, filesystem, site, VIP) to node2, then
+back to node1 once node1 has caught up.  This script only causes the faults and watches.
 """
 
 from __future__ import annotations
@@ -123,23 +123,24 @@ def demo() -> dict[str, Any]:
          lambda: lab.up(disk_size=128 * 2**20) and "198.18.0.1, .2, client .50")
     membership = cluster.membership_toml(lab.plan, "bcast", keepalive=KEEPALIVE,
                                          deadtime=DEADTIME, initdead="10s")
-    step("install kembar on both nodes: cluster file, keys, metadata, disk up",
-         lambda: cluster.install(lab, membership=membership))
+    groups = cluster.group_toml(lab.plan, monitor="2s")
+    step("install kembar on both nodes: cluster file (group web: disk r0, /srv/data, site, "
+         "VIP), keys, metadata, disk up",
+         lambda: cluster.install(lab, membership=membership, groups=groups))
+    step("first sync of r0; ext4 on it with the site's catalogue and database",
+         lambda: cluster.prepare_site(lab))
 
     def daemons() -> str:
         for n in lab.plan.node_names:
             cluster.start_daemon(lab, n)
-        cluster.wait(lambda: cluster.daemon_status(lab, "node2")["nodes"]["node1"]["state"]
-                     == "up", 20, "the daemons to see each other")
-        return f"heartbeats every {KEEPALIVE} on eth0 (broadcast), deadtime {DEADTIME}"
-    step("start the cluster daemon on both nodes", daemons)
-    step("first sync of r0 (node1 Primary)", lambda: cluster.first_primary(lab))
-    step("ext4 on /dev/kembar/r0 at /srv/data, the site's catalogue and database",
-         lambda: cluster.make_site(lab, "node1"))
-    step("start the group on node1: VIP 198.18.0.100, the web server",
-         lambda: cluster.start_services(lab, "node1"))
+        cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60,
+                     "the group to start on its preferred node")
+        return (f"heartbeats every {KEEPALIVE} (deadtime {DEADTIME}); node1 promoted r0, "
+                "mounted /srv/data, started the site, brought up the VIP")
+    step("start the cluster daemon on both nodes: group web starts on node1", daemons)
 
     def first_look() -> str:
+        cluster.wait(lambda: get(lab, "/")[1] == "node1", 20, "the site on the VIP")
         page, node = get(lab, "/")
         assert "served by node1" in page, page[-300:]
         return f"GET http://{lab.plan.vip}/ from the client: served by {node}"
@@ -159,23 +160,20 @@ def demo() -> dict[str, Any]:
     time.sleep(1.0)
     crash_at = time.monotonic()
     crash_wall = time.time()
-    step("node1 loses power (every process of it killed at once, its links down)",
+    step("node1 loses power (its cables go dead, every process of it killed at once)",
          lambda: lab.crash("node1"))
 
-    def detected() -> str:
-        cluster.wait(lambda: cluster.daemon_status(lab, "node2")["nodes"]["node1"]["state"]
-                     == "dead", 30, "node2's daemon to declare node1 dead")
-        ev = [e for e in cluster.daemon_status(lab, "node2")["events"]
-              if e["event"] == "NodeDead"][-1]
-        facts["detection"] = ev["time"] - crash_wall
-        return f"{ev['text']}, {facts['detection']:.2f} s after the power cut"
-    step("node2's daemon declares node1 dead (heartbeats)", detected)
-
     def takeover() -> str:
-        # The resource manager (issue 6) will do these steps on the "node dead" event.
-        cluster.take_over(lab, "node2")
-        return "promoted r0, mounted /srv/data (journal replayed), VIP up, site up"
-    step("node2 takes over (by this script until the resource manager exists)", takeover)
+        cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to take over")
+        st = cluster.daemon_status(lab, "node2")
+        dead = [e for e in st["events"] if e["event"] == "NodeDead"][-1]
+        started = [e for e in st["events"] if e["event"] == "GroupStarted"][-1]
+        facts["detection"] = dead["time"] - crash_wall
+        facts["timeline"] = started["timeline"]
+        facts["start_took"] = started["took"]
+        return (f"{dead['text']}, {facts['detection']:.2f} s after the power cut; "
+                f"group web started on node2 in {started['took']:.2f} s")
+    step("node2's daemon declares node1 dead and takes the group over", takeover)
 
     def serving() -> str:
         deadline = time.monotonic() + 30
@@ -198,35 +196,36 @@ def demo() -> dict[str, Any]:
     step("node2 serves the same site and every acknowledged order", serving)
     facts["crash_to_takeover"] = time.monotonic() - crash_at
 
-    step("node1 boots (kembar's disk starts as at boot)", lambda: lab.boot("node1"))
-
-    def catch_up() -> str:
-        cluster.wait(lambda: cluster.synced(lab), 120, "node1 to catch up")
-        st = cluster.disk_status(lab, "node1")
-        facts["resync_bytes"] = int(st["counters"].get("rs_received", 0))
-        return (f"node1 {st['role']} {st['disk_state']}, peer {st['peer']['disk_state']}, "
-                f"{facts['resync_bytes'] // 1024} KiB resynced")
-    step("node1 catches up (resync of what changed while it was down)", catch_up)
-
-    def fsck() -> str:
-        cluster.stop_services(lab, "node2")
-        cluster.sh(lab, "node2", "kembar disk primary r0 >/dev/null && "
-                                 "fsck.ext4 -n /dev/kembar/r0 >/dev/null 2>&1; "
-                                 "rc=$?; kembar disk secondary r0 >/dev/null; exit $rc")
-        facts["fsck"] = "clean"
-        return "fsck.ext4 -n: clean"
-    step("node2 stops the group in order; fsck.ext4 -n on the disk", fsck)
+    step("node1 boots (kembar's disk and daemon start as at boot)",
+         lambda: lab.boot("node1"))
 
     def failback() -> str:
-        cluster.take_over(lab, "node1")
+        cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 180,
+                     "node1 to catch up and take the group back")
+        st = cluster.disk_status(lab, "node1")
+        facts["resync_bytes"] = int(st["counters"].get("rs_received", 0))
+        cluster.wait(lambda: get(lab, "/")[1] == "node1", 20, "node1 on the VIP")
         body, node = get(lab, "/orders.json")
         stored = {o["id"]: o["customer"] for o in json.loads(body)["orders"]}
         lost = [i for i, c in shopper.acked.items() if stored.get(i) != c]
         facts["failback_lost"] = len(lost)
         if node != "node1" or lost:
             raise KembarError(f"served by {node}; lost after failback: {lost[:10]}")
-        return f"served by node1 with all {len(stored)} orders"
-    step("failback: node1 runs the group again (auto_failback on)", failback)
+        return (f"{facts['resync_bytes'] // 1024} KiB resynced to node1 first; then node2 "
+                f"stopped the group and node1 started it; all {len(stored)} orders there")
+    step("failback: node1 resyncs, then takes the group back (auto_failback on)", failback)
+
+    def fsck() -> str:
+        for n in ("node2", "node1"):  # the owner last: its group is stopped in order
+            pid = cluster.daemon_status(lab, n)["pid"]
+            cluster.sh(lab, n, f"kill -TERM {pid}; while kill -0 {pid} 2>/dev/null; "
+                               "do sleep 0.1; done")
+        cluster.sh(lab, "node1", "kembar disk primary r0 >/dev/null && "
+                                 "fsck.ext4 -n /dev/kembar/r0 >/dev/null 2>&1; "
+                                 "rc=$?; kembar disk secondary r0 >/dev/null; exit $rc")
+        facts["fsck"] = "clean"
+        return "fsck.ext4 -n: clean"
+    step("both daemons stop (node1's group in reverse order); fsck.ext4 -n on the disk", fsck)
     facts["steps"] = step.rows
     facts["lab"] = lab
     return facts
@@ -242,14 +241,23 @@ def summary(facts: dict[str, Any]) -> None:
     t.add_row("orders refused or timed out during the takeover", str(facts["failed"]))
     t.add_row("node1 declared dead by node2's heartbeat daemon after",
               f"{facts['detection']:.2f} s (deadtime {DEADTIME})")
-    t.add_row("client-visible outage (last good → first good reply; takeover by "
-              "this script)", f"{facts['outage']:.1f} s")
+    t.add_row("group web started on node2 in", f"{facts['start_took']:.2f} s")
+    t.add_row("client-visible outage (last good → first good reply)",
+              f"{facts['outage']:.1f} s")
     t.add_row("orders served by node", ", ".join(f"{k}: {v}" for k, v in
                                                 sorted(facts["served_by"].items())))
     t.add_row("resynced to node1 after its boot", f"{facts['resync_bytes'] // 1024} KiB")
     t.add_row("fsck.ext4 -n after the crash and resync", facts.get("fsck", "?"))
     t.add_row("acknowledged orders lost after failback", str(facts["failback_lost"]))
     console.print(t)
+    steps = facts.get("timeline") or []
+    if steps:
+        tl = Table(title="the failover on node2, step by step (kembar status --history)")
+        tl.add_column("+ s", justify="right")
+        tl.add_column("step")
+        for s in steps:
+            tl.add_row(f"{s['time'] - steps[0]['time']:.3f}", s["step"])
+        console.print(tl)
 
 
 def main() -> int:

@@ -125,3 +125,25 @@ def test_outdated_data_is_never_promoted(make_pair: Callable[..., Pair]) -> None
     p.wait_synced()
     p.kembar("n1", "secondary", "r0")
     p.kembar("n2", "primary", "r0")
+
+
+def test_check_peer_drops_a_silent_primary_so_the_secondary_can_be_promoted(
+        make_pair: Callable[..., Pair]) -> None:
+    """The cluster declared n1 dead: n2's disk still holds its connection to n1 (Primary)
+    until its own ping notices.  `check-peer` asks at once: a live peer answers and stays;
+    a frozen one is dropped within ping_timeout, and n2 may be promoted."""
+    p = make_pair(options={"ping_int": "60s", "ping_timeout": "500ms", "timeout": "30s"})
+    p.start_fresh()
+    assert "answers" in p.kembar("n2", "check-peer", "r0").stdout
+    assert p.st("n2")["peer"]["connection"] == "Connected"
+    res = p.kembar("n2", "primary", "r0", check=False)
+    assert res.returncode != 0 and "peer n1 is Primary" in res.stderr
+    os.kill(p.pid("n1"), signal.SIGSTOP)
+    try:
+        assert "did not answer" in p.kembar("n2", "check-peer", "r0").stdout
+        st = p.st("n2")
+        assert st["peer"]["connection"] != "Connected" and "did not answer" in p.log("n2")
+        p.kembar("n2", "primary", "r0")
+        assert p.st("n2")["role"] == "Primary"
+    finally:
+        p.kill("n1")

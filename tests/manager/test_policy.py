@@ -93,8 +93,11 @@ def test_never_promoted_where_the_disk_cannot_be() -> None:
     for disk in ("Outdated", "Inconsistent", "Diskless"):
         a = one(View((replace(N1, disk=disk), replace(N2, alive=False)), (WEB,)))
         assert a.kind == "wait" and disk in a.why
-    a = one(View((replace(N1, peer_primary=True), N2), (WEB,)))
+    a = one(View((replace(N1, peer_primary=True), replace(N2, primary=True)), (WEB,)))
     assert a.node == "node2"
+    # node1's view that its peer is Primary is older than node2's own word that it is not
+    a = one(View((replace(N1, peer_primary=True), N2), (WEB,)))
+    assert a.node == "node1"
     # Consistent is enough only when the peer is dead
     assert one(View((replace(N1, disk="Consistent"), replace(N2, alive=False)), (WEB,))
                ).kind == "start"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import stat
@@ -9,12 +10,16 @@ import stat
 import click
 
 from kembar.config import ClusterConfig, config_path, load_cluster, parse_cluster
+from kembar.config.drbdconf import import_drbdconf
+from kembar.config.haresources import import_haresources
 from kembar.config.importer import import_authkeys, import_hacf
 from kembar.config.membership import DEFAULT_AUTHKEYS
 from kembar.errors import ConfigError, KembarError
 
 DEFAULT_HACF = "/etc/ha.d/ha.cf"
 DEFAULT_HA_AUTHKEYS = "/etc/ha.d/authkeys"
+DEFAULT_HARESOURCES = "/etc/ha.d/haresources"
+DEFAULT_DRBD_CONF = "/etc/drbd.conf"
 _MAX_INPUT = 1024 * 1024
 
 
@@ -142,12 +147,41 @@ def _write_all(files: list[tuple[str, str, int]]) -> None:
             from None
 
 
+def _drbd_include(pattern: str, including: str) -> list[tuple[str, str]]:
+    """drbdadm's include: a glob, relative to the including file's directory, sorted; a
+    pattern without wildcards must name an existing file."""
+    base = os.path.dirname(including)
+    full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+    if glob.has_magic(full):
+        paths = sorted(glob.glob(full))
+    else:
+        paths = [full]
+    return [(path, _read_input(path, private=False)) for path in paths]
+
+
+def _optional_input(given: str | None, default: str, notes: list[str],
+                    missing: str) -> str | None:
+    """The input file to read: the one given, else the default if it exists (else a note)."""
+    if given is not None:
+        return given
+    if os.path.lexists(default):
+        return default
+    notes.append(f"no {default}: {missing}")
+    return None
+
+
 @config.command("import")
 @click.option("--hacf", metavar="PATH", default=DEFAULT_HACF, show_default=True,
               help="Heartbeat's ha.cf to convert.")
 @click.option("--authkeys", "authkeys", metavar="PATH", default=None,
               help=f"Heartbeat's authkeys to convert (default {DEFAULT_HA_AUTHKEYS}, "
                    "skipped with a note if absent).")
+@click.option("--haresources", metavar="PATH", default=None,
+              help=f"Heartbeat's haresources to convert into resource groups (default "
+                   f"{DEFAULT_HARESOURCES}, skipped with a note if absent).")
+@click.option("--drbd-conf", "drbd_conf", metavar="PATH", default=None,
+              help=f"DRBD's drbd.conf to convert into disks, includes followed (default "
+                   f"{DEFAULT_DRBD_CONF}, skipped with a note if absent).")
 @click.option("--name", metavar="CLUSTER", default=None,
               help="Cluster name (default: ha.cf's 'cluster', else 'ha').")
 @click.option("-o", "--output", metavar="PATH", default=None,
@@ -155,9 +189,10 @@ def _write_all(files: list[tuple[str, str, int]]) -> None:
 @click.option("--authkeys-output", metavar="PATH", default=DEFAULT_AUTHKEYS, show_default=True,
               help="Where kembar's key file goes (written mode 600; named in the cluster file).")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
-def import_(hacf: str, authkeys: str | None, name: str | None, output: str | None,
-            authkeys_output: str, force: bool) -> None:
-    """Convert a Heartbeat ha.cf (and authkeys) into a kembar cluster file.
+def import_(hacf: str, authkeys: str | None, haresources: str | None, drbd_conf: str | None,
+            name: str | None, output: str | None, authkeys_output: str, force: bool) -> None:
+    """Convert a Heartbeat cluster (ha.cf, authkeys, haresources) and its DRBD
+    configuration (drbd.conf) into one kembar cluster file.
 
     Every directive that cannot be carried over, or is changed, is reported on stderr as
     `kembar: note: ...`. Nothing is written if anything is wrong."""
@@ -165,6 +200,35 @@ def import_(hacf: str, authkeys: str | None, name: str | None, output: str | Non
     text = _read_input(hacf, private=False)
     result = import_hacf(text, hacf, None if keys_out == DEFAULT_AUTHKEYS else keys_out, name)
     notes = list(result.notes)
+    nodes = list(parse_cluster(result.toml, hacf).nodes)
+    toml = result.toml
+    inputs = [hacf]
+
+    drbd_in = _optional_input(drbd_conf, DEFAULT_DRBD_CONF, notes, "no disks converted")
+    devices: dict[str, str] = {}
+    if drbd_in is not None:
+        disks, drbd_notes, devices = import_drbdconf(_read_input(drbd_in, private=False),
+                                                     drbd_in, nodes, _drbd_include)
+        notes += drbd_notes
+        toml += "\n" + disks if disks else ""
+        inputs.append(drbd_in)
+    res_in = _optional_input(haresources, DEFAULT_HARESOURCES, notes,
+                             "no resource groups converted")
+    if res_in is not None:
+        groups, group_notes = import_haresources(_read_input(res_in, private=False), res_in,
+                                                 nodes, devices)
+        notes += group_notes
+        toml += "\n" + groups if groups else ""
+        inputs.append(res_in)
+    try:
+        cfg = parse_cluster(toml, output or "<stdout>")
+    except ConfigError as exc:
+        raise ConfigError(f"the converted cluster file is not valid, nothing written: {exc}") \
+            from None
+    secret_inside = any(disk.secret is not None for disk in cfg.disks.values())
+    if cfg.disks and all(any(node in disk.on for disk in cfg.disks.values()) for node in nodes):
+        # ha.cf alone asks for node addresses before disks are added: drbd.conf gave them.
+        notes = [n for n in notes if "ha.cf has no node addresses" not in n]
 
     keys_in = authkeys
     if keys_in is None:
@@ -175,7 +239,7 @@ def import_(hacf: str, authkeys: str | None, name: str | None, output: str | Non
                          "(mode 600) with 'auth 1' and '1 sha256 SECRET' before starting kembar")
     files: list[tuple[str, str, int]] = []
     if output is not None:
-        files.append((output, result.toml, 0o644))
+        files.append((output, toml, 0o600 if secret_inside else 0o644))
     if keys_in is not None:
         converted, key_notes = import_authkeys(_read_input(keys_in, private=True), keys_in)
         notes += key_notes
@@ -184,8 +248,10 @@ def import_(hacf: str, authkeys: str | None, name: str | None, output: str | Non
             raise ConfigError(f"{keys_out}: is the input authkeys file; choose another "
                               "--authkeys-output")
     if output is not None:
-        if _same_file(output, hacf):
-            raise ConfigError(f"{output}: is the input ha.cf; choose another --output")
+        for path in inputs:
+            if _same_file(output, path):
+                raise ConfigError(f"{output}: is the input {os.path.basename(path)}; choose "
+                                  "another --output")
         if keys_in is not None and _same_file(output, keys_out):
             raise ConfigError(f"{output}: is also the --authkeys-output file")
     for path, _, _ in files:
@@ -194,13 +260,13 @@ def import_(hacf: str, authkeys: str | None, name: str | None, output: str | Non
         if os.path.lexists(path) and not force:
             raise ConfigError(f"{path} exists: not overwritten (use --force to replace it)")
 
-    summary = _summary(parse_cluster(result.toml, output or "<stdout>"))
+    summary = _summary(cfg)
     for note in notes:
         click.echo(f"kembar: note: {note}", err=True)
     _write_all(files)
     written = [f"{path} (mode {mode:o})" if mode == 0o600 else path for path, _, mode in files]
     if output is None:
-        click.echo(result.toml, nl=False)
+        click.echo(toml, nl=False)
         click.echo(f"kembar: {summary}" + (f"; wrote {written[0]}" if written else ""), err=True)
     else:
         click.echo(f"{summary}; wrote {' and '.join(written)}")

@@ -81,18 +81,49 @@ def format_status(st: dict[str, Any]) -> Table:
     return t
 
 
+def format_groups(st: dict[str, Any]) -> Table | None:
+    groups = (st.get("manager") or {}).get("groups") or {}
+    if not groups:
+        return None
+    t = Table(title="resource groups" + (" (standby: this node gives its groups away)"
+                                         if st["manager"].get("standby") else ""))
+    for col in ("group", "runs on", "here", "preferred", "failback", "notes"):
+        t.add_column(col)
+    for name, g in sorted(groups.items()):
+        notes = []
+        if g["failed_here"]:
+            notes.append(f"failed here: {g['failed_here']}")
+        elif g["last_error"]:
+            notes.append(g["last_error"])
+        if g["failed_on"]:
+            notes.append(f"failed on {', '.join(g['failed_on'])}")
+        notes += [d for d in g["decisions"] if d.startswith("wait")]
+        t.add_row(name, ", ".join(g["running_on"]) or "nowhere", g["here"], g["preferred"],
+                  "on" if g["auto_failback"] else "off", "; ".join(notes) or "-")
+    return t
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
 @click.command()
 @RUN_DIR
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--history", is_flag=True, help="Also the recent events, oldest first.")
 def status(run_dir: str, as_json: bool, history: bool) -> None:
-    """What the cluster daemon sees: nodes, links, late heartbeats, dropped packets."""
+    """What the cluster daemon sees: nodes, links, late heartbeats, dropped packets, where
+    each resource group runs; with --history, the recent events and each failover's and
+    failback's timeline (declared dead, fenced, each resource started)."""
     st = request(run_dir, {"op": "status"})
     if as_json:
         click.echo(json.dumps(st, indent=1))
         return
     console = Console(width=120)
     console.print(format_status(st))
+    groups = format_groups(st)
+    if groups is not None:
+        console.print(groups)
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(st["dropped"].items()) if k != "own")
     click.echo(f"media: {'; '.join(st['media'])}")
     if st.get("ping", {}).get("total"):
@@ -101,5 +132,8 @@ def status(run_dir: str, as_json: bool, history: bool) -> None:
     click.echo(f"packets accepted: {st['accepted']}; dropped: {dropped or 'none'}")
     if history:
         for ev in st["events"]:
-            stamp = time.strftime("%H:%M:%S", time.localtime(ev["time"]))
-            click.echo(f"{stamp}.{int(ev['time'] * 1000) % 1000:03d} {ev['text']}")
+            click.echo(f"{_stamp(ev['time'])} {ev['text']}")
+            steps = ev.get("timeline") or []
+            for step in steps:
+                since = step["time"] - steps[0]["time"]
+                click.echo(f"    {_stamp(step['time'])} +{since:7.3f} s  {step['step']}")

@@ -197,6 +197,8 @@ _verb("secondary", "Demote to Secondary.")
 _verb("connect", "Connect to the peer (again).",
       discard_my_data="In a split brain, make this node the sync target.")
 _verb("disconnect", "Drop the connection and stay StandAlone.")
+_verb("check-peer", "Ping the peer now; drop it if it does not answer within ping_timeout "
+                   "(what the cluster manager does before promoting when the peer is dead).")
 _verb("outdate", "Mark a disconnected Secondary's data Outdated (it cannot be promoted).")
 
 

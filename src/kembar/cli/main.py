@@ -37,12 +37,16 @@ def _register() -> None:
     from kembar.cli import daemon as daemon_cli
     from kembar.cli import disk as disk_cli
     from kembar.cli import lab as lab_cli
+    from kembar.cli import manager as manager_cli
 
     cli.add_command(config_cli.config)
     cli.add_command(disk_cli.disk)
     cli.add_command(lab_cli.lab)
     cli.add_command(daemon_cli.daemon)
     cli.add_command(daemon_cli.status)
+    for cmd in (manager_cli.standby, manager_cli.online, manager_cli.takeover,
+                manager_cli.cleanup):
+        cli.add_command(cmd)
 
 
 _register()

@@ -156,3 +156,20 @@ def check_group_name(name: str) -> str | None:
     if not _NAME_RE.fullmatch(name):
         return "invalid group name (use [a-z0-9][a-z0-9_-]{0,31})"
     return None
+
+
+class FencingConfig(_Frozen):
+    """``[fencing]``: a node declared dead is fenced before anyone takes its groups over.
+
+    ``command`` runs with ``{node}`` replaced by the victim's name and must exit 0 (the node
+    is off) within ``timeout``; until it does, the group waits.  Without this table fencing
+    is off: a takeover follows the death at once (Heartbeat's haresources behaviour).
+    """
+
+    command: list[StrictStr] = Field(min_length=1)
+    timeout: float = 30.0
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return to_seconds(value)

@@ -201,7 +201,7 @@ def _bool(state: _State, line: int, name: str, value: str) -> bool:
 
 
 def _port(state: _State, line: int, name: str, value: str) -> int:
-    if not value.isdigit() or len(value) > 5 or not 1 <= int(value) <= 65535:
+    if not (value.isascii() and value.isdigit()) or len(value) > 5 or not 1 <= int(value) <= 65535:
         raise state.fail(line, f"{name}: invalid port {_show(value)} (1 to 65535)")
     return int(value)
 
@@ -273,7 +273,7 @@ def _media_line(state: _State, line: int, name: str, args: list[str]) -> None:
                                "(e.g. 239.192.0.1)")
     port = _port(state, line, "mcast", args[2])
     ttl, loop = args[3], args[4]
-    if not ttl.isdigit() or len(ttl) > 3 or not 1 <= int(ttl) <= 255:
+    if not (ttl.isascii() and ttl.isdigit()) or len(ttl) > 3 or not 1 <= int(ttl) <= 255:
         raise state.fail(line, f"mcast: invalid ttl {_show(ttl)} (1 to 255)")
     if loop not in ("0", "1"):
         raise state.fail(line, f"mcast: invalid loop {_show(loop)} (0 or 1)")

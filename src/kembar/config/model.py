@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from kembar.config.groups import GroupConfig, check_group_name
+from kembar.config.groups import FencingConfig, GroupConfig, check_group_name
 from kembar.config.membership import MembershipConfig
 from kembar.config.units import format_duration, to_bytes, to_seconds
 from kembar.errors import ConfigError
@@ -262,6 +262,7 @@ class ClusterConfig(_Frozen):
     disks: dict[str, DiskConfig] = Field(default_factory=dict)
     membership: MembershipConfig | None = None
     groups: dict[str, GroupConfig] = Field(default_factory=dict)
+    fencing: FencingConfig | None = None
 
     _source: str = PrivateAttr(default="<string>")
 

@@ -16,15 +16,18 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from kembar.config.model import ClusterConfig
 from kembar.daemon.control import ControlServer, socket_path
+from kembar.daemon.manager import Manager
 from kembar.daemon.incarnation import next_incarnation
-from kembar.errors import ConfigError
+from kembar.errors import ConfigError, KembarError
 from kembar.membership.authkeys import AuthKeys, load_authkeys
-from kembar.membership.packet import Packet, encode
+from kembar.membership.packet import MAX_BODY, Packet, encode
 from kembar.membership.ping import PingChange, Pinger, Reachability
 from kembar.membership.receive import receive
 from kembar.membership.state import (
@@ -71,7 +74,15 @@ class Daemon:
         self._drop_logged: dict[str, float] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         self._stop = asyncio.Event()
-        self.control = ControlServer(socket_path(run_dir), {"status": self._status})
+        self.manager = Manager(cfg, me, run_dir, state_dir, self._announce, self._entry)
+        self._bodies: dict[str, bytes] = {}
+        self.running = False
+        self.control = ControlServer(socket_path(run_dir), {
+            "status": self._status,
+            "standby": lambda req: self.manager.set_standby(bool(req.get("on", True))),
+            "takeover": lambda req: self.manager.take_over(_names(req.get("groups"))),
+            "cleanup": lambda req: self.manager.cleanup(_names(req.get("groups"))),
+        })
         self.realtime = "off"
 
     # ------------------------------------------------------------- lifecycle
@@ -82,6 +93,12 @@ class Daemon:
         now = time.monotonic()
         self.membership = Membership(self.cfg.cluster.name, self.me, list(self.cfg.nodes),
                                      self.transport.links, self.timing, now)
+        self.manager.membership = self.membership
+        self.manager.my_ping = lambda: self.reach.score
+        loop = asyncio.get_running_loop()
+        threading.stack_size(2 * 2**20)  # worker threads: small stacks (memory is locked)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=8,
+                                                     thread_name_prefix="kembar-worker"))
         await self.transport.start()
         await self.control.start()
         for note in self.notes:
@@ -92,18 +109,21 @@ class Daemon:
                  "deadtime %gs, initdead %gs; media: %s", self.me, self.incarnation,
                  self.cfg.cluster.name, self.timing.keepalive, self.timing.warntime,
                  self.timing.deadtime, self.timing.initdead, media)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        tasks = [asyncio.create_task(self._beat()), asyncio.create_task(self._watch())]
+        self.running = True
+        tasks = [asyncio.create_task(self._beat()), asyncio.create_task(self._watch()),
+                 asyncio.create_task(self.manager.run())]
         if self.mcfg.ping:
             pinger = Pinger(list(self.mcfg.ping), self.timing.keepalive, self._pong)
             tasks.append(asyncio.create_task(pinger.run()))
         try:
             await self._stop.wait()
+            await self.manager.shutdown()
         finally:
             for t in tasks:
                 t.cancel()
+            self.running = False
             self._send(SHUTDOWN, "shutdown")
             self._send(SHUTDOWN, "shutdown")  # a second copy, in case one is lost
             log.info("%s: shutdown notice sent; stopping", self.me)
@@ -118,7 +138,11 @@ class Daemon:
         try:
             prio = (os.sched_get_priority_min(os.SCHED_RR) +
                     os.sched_get_priority_max(os.SCHED_RR)) // 2
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+            # reset on fork: worker threads and every process the resource agents start
+            # (mount, the web server, ...) run with the normal policy, only this thread
+            # with real-time priority.
+            os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK,
+                                  os.sched_param(prio))
         except (OSError, AttributeError) as exc:
             log.warning("could not run with real-time priority (%s); heartbeats may be "
                         "delayed on a busy machine", exc)
@@ -137,8 +161,17 @@ class Daemon:
 
     def _send(self, kind: int, status: str) -> None:
         self.seq += 1
-        body = json.dumps({"ping": [self.reach.score, self.reach.total]}).encode() \
-            if self.reach.total else b""
+        doc: dict[str, Any] = {}
+        if self.reach.total:
+            doc["ping"] = [self.reach.score, self.reach.total]
+        report = self.manager.report().encode() if self.cfg.groups else {}
+        if report:
+            doc["m"] = report
+        body = json.dumps(doc, separators=(",", ":")).encode() if doc else b""
+        if len(body) > MAX_BODY:
+            log.error("the manager's report is %d bytes, over the %d a heartbeat carries; "
+                      "sent without it", len(body), MAX_BODY)
+            body = b""
         pkt = Packet(type=kind, cluster=self.cfg.cluster.name, node=self.me,
                      incarnation=self.incarnation, seq=self.seq, status=status,
                      sent_at_ms=int(time.time() * 1000), body=body)
@@ -164,6 +197,16 @@ class Daemon:
             self._record(self.membership.tick(now))
             self._record(self.reach.tick(now))
 
+    def _announce(self) -> None:
+        """An extra heartbeat now: this node's report changed (peers act on it at once)."""
+        if self.running:
+            self._send(1, "up")
+
+    def _entry(self, entry: dict[str, Any]) -> None:
+        entry.setdefault("time", time.time())
+        self.counts[entry["event"]] += 1
+        self.history.append(entry)
+
     def _pong(self, address: str) -> None:
         self._record(self.reach.reply(address, time.monotonic()))
 
@@ -173,6 +216,9 @@ class Daemon:
         events, pkt, dropped = receive(data, link, time.monotonic(), self.keys,
                                        self.membership)
         self._record(events)
+        if pkt is not None and dropped is None and self._bodies.get(pkt.node) != pkt.body:
+            self._bodies[pkt.node] = pkt.body
+            self.manager.wake()
         if dropped is not None and dropped != "own":
             who = f"{pkt.node}@{pkt.cluster} " if pkt is not None else ""
             self._log_drop(dropped, f"{who}from {addr[0]} on {link}")
@@ -192,6 +238,10 @@ class Daemon:
             entry = {"time": time.time(), "event": type(ev).__name__, "text": str(ev)}
             entry.update({k: v for k, v in vars(ev).items()})
             self.history.append(entry)
+            if isinstance(ev, NodeDead):
+                self.manager.node_dead(ev.node)
+            elif isinstance(ev, (NodeUp, PingChange)):
+                self.manager.wake()
             if isinstance(ev, (NodeUp, NodeDead)):
                 log.info("members now: %s", ", ".join(self.membership.alive()
                                                       if self.membership else []))
@@ -212,8 +262,16 @@ class Daemon:
             "ping": {"score": self.reach.score, "total": self.reach.total,
                      "nodes": dict(self.reach.up)},
             "events": list(self.history)[-50:], "event_counts": dict(self.counts),
-            "realtime": self.realtime,
+            "realtime": self.realtime, "manager": self.manager.status(),
         }
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise KembarError("groups: a list of group names")
+    return list(value)
 
 
 def run_daemon(cfg: ClusterConfig, me: str, run_dir: str, state_dir: str) -> None:

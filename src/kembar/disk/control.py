@@ -123,6 +123,7 @@ class ControlServer:
             "secondary": roles.demote,
             "connect": lambda: e.connect(discard_my_data=bool(req.get("discard_my_data"))),
             "disconnect": e.disconnect,
+            "check-peer": lambda: e.check_peer(_seconds(req.get("timeout"))),
             "outdate": e.outdate,
             "verify": e.verify,
             "down": lambda: self._down(bool(req.get("force"))),
@@ -143,3 +144,11 @@ class ControlServer:
             await self.device.check_down(force)
         asyncio.get_running_loop().call_soon(self.on_down)
         return f"{self.engine.disk}: going down"
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 60:
+        raise KembarError(f"timeout: a number of seconds in (0, 60], got {value!r}")
+    return float(value)

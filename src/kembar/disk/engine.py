@@ -706,6 +706,32 @@ class Engine(HandshakeMixin, ResyncMixin):
             log.info("%s: disk UpToDate -> Outdated", self.disk)
         return f"{self.disk}: {self.disk_state.value}"
 
+    async def check_peer(self, timeout: float | None = None) -> str:
+        """The cluster declared the peer dead: ask it now instead of waiting for the next
+        idle ping.  A peer that does not answer within ``ping_timeout`` is dropped (its
+        Primary role with it), so that this node may be promoted; one that answers is
+        alive on the replication link, and stays (then a promotion is still refused).
+        ``timeout`` (at most ``ping_timeout``) shortens the wait."""
+        s = self.session
+        wait = min(timeout, self.cfg.ping_timeout) if timeout else self.cfg.ping_timeout
+        if s is None:
+            return f"{self.disk}: not connected to {self.peer_name}"
+        sent = time.monotonic()
+        s.link.send(Msg.PING, wire.Empty())
+        while time.monotonic() - sent < wait:
+            if self.session is not s:
+                return f"{self.disk}: {self.peer_name} is gone"
+            if s.last_rx > sent:
+                return f"{self.disk}: {self.peer_name} answers (connected, peer " \
+                       f"{s.peer_role.value})"
+            await asyncio.sleep(0.01)
+        self.last_error = (f"the cluster declared {self.peer_name} dead and it did not "
+                           f"answer a ping within {wait:g}s")
+        log.warning("%s: %s; dropping connection", self.disk, self.last_error)
+        await self._lost(s)
+        self._kick.set()
+        return f"{self.disk}: {self.peer_name} did not answer; disconnected"
+
     async def disconnect(self, reason: str = "disconnect by the operator") -> str:
         self.want_connect = False
         if self.session is not None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 from typing import Any
 
 from kembar.errors import KembarError
 from kembar.lab.lab import Lab
 from kembar.lab.names import DISK_IN_NODE, PREFIXLEN, Plan
+from kembar.lab.power import SECRET_IN_NODE as POWER_SECRET
 
 DISK = "r0"
 MOUNT = "/srv/data"
@@ -61,10 +63,44 @@ def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
     return "\n".join(lines) + "\n"
 
 
+def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bool = True,
+               monitor: str = "1s", restarts: int = 1, probe: bool = True,
+               python: str = sys.executable, fence: bool = False) -> str:
+    """A resource group (pure): disk r0 promoted, ext4 mounted on /srv/data, the demo site
+    (a service kembar supervises), the VIP (last: clients are sent here only once the site
+    listens), and a probe of the site through the VIP; with ``fence``, the lab's power
+    switch as the fencing device."""
+    res: list[list[str]] = []
+    if disk:
+        res.append(['type = "disk"', f'disk = "{DISK}"'])
+        res.append(['type = "filesystem"', f'device = "/dev/kembar/{DISK}"',
+                    f'directory = "{MOUNT}"', 'fstype = "ext4"'])
+    res.append(['type = "service"', 'name = "site"',
+                f'command = ["{python}", "-m", "kembar.lab.site", "serve", "--data", '
+                f'"{MOUNT if disk else "/var/lib/kembar/site"}", "--bind", '
+                f'"0.0.0.0:{SITE_PORT}"]', f'monitor_interval = "{monitor}"',
+                f"restarts = {restarts}", 'timeout = "30s"'])
+    res.append(['type = "ip"', f'address = "{plan.vip}/{PREFIXLEN}"', 'interface = "eth0"',
+                f'monitor_interval = "{monitor}"'])
+    if probe:
+        res.append(['type = "probe"', f'url = "http://{plan.vip}:{SITE_PORT}/health"',
+                    f'monitor_interval = "{monitor}"', f"restarts = {restarts}",
+                    'timeout = "10s"'])
+    lines = [f"[groups.{name}]", f'preferred = "{preferred}"']
+    for r in res:
+        lines += ["", f"[[groups.{name}.resources]]", *r]
+    if fence:
+        lines += ["", "[fencing]", f'command = ["{python}", "-m", "kembar.lab.power", "off", '
+                                   '"{node}"]', 'timeout = "20s"']
+    return "\n".join(lines) + "\n"
+
+
 def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None = None,
-                 disk: bool = True, membership: str = "") -> str:
+                 disk: bool = True, membership: str = "", groups: str = "",
+                 auto_failback: bool = True) -> str:
     """The one cluster file every node shares (pure)."""
-    lines = ["[cluster]", f'name = "{plan.lab}"', ""]
+    lines = ["[cluster]", f'name = "{plan.lab}"',
+             f"auto_failback = {'true' if auto_failback else 'false'}", ""]
     for m in plan.machines:
         if m.is_node:
             lines += [f"[nodes.{m.name}]", f'address = "{m.addresses["public"]}"', ""]
@@ -79,7 +115,8 @@ def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None
                 if "private" in m.addresses:
                     lines.append(f'address = "{m.addresses["private"]}"')
                 lines.append("")
-    return "\n".join(lines) + ("\n" + membership if membership else "")
+    return "\n".join(lines) + ("\n" + membership if membership else "") + \
+        ("\n" + groups if groups else "")
 
 
 def sh(lab: Lab, node: str, script: str, input: str | None = None,
@@ -93,17 +130,21 @@ def sh(lab: Lab, node: str, script: str, input: str | None = None,
 
 
 def install(lab: Lab, protocol: str = "C", options: dict[str, str] | None = None,
-            disk: bool = True, membership: str = "") -> None:
-    """Cluster file (with ``membership``, a ``[membership]`` table, and its authkeys),
-    secrets on every node; with ``disk``, metadata created and the disk up everywhere."""
+            disk: bool = True, membership: str = "", groups: str = "",
+            auto_failback: bool = True) -> None:
+    """Cluster file (with ``membership``, a ``[membership]`` table, and its authkeys;
+    ``groups``, resource groups and fencing), secrets on every node (the power switch's
+    too); with ``disk``, metadata created and the disk up everywhere."""
     plan = lab.plan
-    text = cluster_toml(plan, protocol, options, disk, membership)
+    text = cluster_toml(plan, protocol, options, disk, membership, groups, auto_failback)
+    power_secret = lab.power_secret.read_text()
     secret = secrets.token_hex(16)
     authkeys = f"auth 1\n1 sha256 {secrets.token_hex(24)}\n"
     for node in plan.node_names:
         sh(lab, node, "umask 077; cat > /etc/kembar/cluster.toml", input=text)
         if membership:
             sh(lab, node, "umask 077; cat > /etc/kembar/authkeys", input=authkeys)
+        sh(lab, node, f"umask 077; cat > {POWER_SECRET}", input=power_secret)
         if disk:
             sh(lab, node, f"umask 077; cat > /etc/kembar/{DISK}.secret", input=secret)
             sh(lab, node, f"kembar disk create-md {DISK} && kembar disk up {DISK}")
@@ -194,3 +235,87 @@ def stop_services(lab: Lab, node: str) -> None:
                   f"if [ -f {SITE_PID} ]; then kill $(cat {SITE_PID}); "
                   f"while [ -f {SITE_PID} ]; do sleep 0.1; done; fi; "
                   f"umount {MOUNT}; kembar disk secondary {DISK}")
+
+
+def prepare_site(lab: Lab, node: str = "node1") -> None:
+    """The first sync, ext4 and the site's files on the disk, then everything released
+    again (unmounted, Secondary): from here on the cluster daemons' manager runs it."""
+    first_primary(lab, node)
+    make_site(lab, node)
+    sh(lab, node, f"umount {MOUNT} && kembar disk secondary {DISK}")
+
+
+def groups_status(lab: Lab, node: str) -> dict[str, Any]:
+    return dict(daemon_status(lab, node)["manager"]["groups"])
+
+
+def runs_on(lab: Lab, group: str = "web") -> list[str]:
+    """The nodes whose own daemon says the group is running there (the truth per node)."""
+    out = []
+    for n in lab.plan.node_names:
+        try:
+            if lab.powered(n) and groups_status(lab, n)[group]["here"] == "running":
+                out.append(n)
+        except KembarError:
+            pass
+    return out
+
+
+LSB_APACHE2 = """#!/bin/sh
+# kembar lab: a stand-in for Debian's /etc/init.d/apache2 (LSB): the demo site on port 80,
+# its data on /srv/data.  (Issue 7's LAMP profile installs the real apache2.)
+PID=/run/kembar/apache2.pid
+running() { [ -f $PID ] && kill -0 "$(cat $PID)" 2>/dev/null; }
+case "$1" in
+  start)
+    running && exit 0
+    setsid %(python)s -m kembar.lab.site serve --data /srv/data --bind 0.0.0.0:80 \\
+        --pid-file $PID >>/run/kembar/apache2.log 2>&1 </dev/null &
+    for i in $(seq 100); do
+      curl -sf -m 1 -o /dev/null http://127.0.0.1/health && exit 0
+      sleep 0.1
+    done
+    exit 1 ;;
+  stop)
+    running || exit 0
+    kill "$(cat $PID)"
+    for i in $(seq 150); do [ -f $PID ] || exit 0; sleep 0.1; done
+    exit 1 ;;
+  status)
+    if running; then echo "apache2 is running"; exit 0; fi
+    echo "apache2 is not running"; exit 3 ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
+"""
+
+LSB_MYSQL = """#!/bin/sh
+# kembar lab: a stand-in for /etc/init.d/mysql (LSB): a process holding /srv/data open.
+# (Issue 7's LAMP profile installs the real MariaDB.)
+PID=/run/kembar/mysql.pid
+running() { [ -f $PID ] && kill -0 "$(cat $PID)" 2>/dev/null; }
+case "$1" in
+  start)
+    running && exit 0
+    cd /srv/data && setsid sleep infinity </dev/null >/dev/null 2>&1 &
+    echo $! > $PID
+    exit 0 ;;
+  stop)
+    running && kill "$(cat $PID)"
+    rm -f $PID
+    exit 0 ;;
+  status)
+    if running; then echo "mysql is running"; exit 0; fi
+    echo "mysql is not running"; exit 3 ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
+"""
+
+
+def install_lsb_stand_ins(lab: Lab) -> None:
+    """/etc/init.d/apache2 and /etc/init.d/mysql on every node, as Heartbeat's haresources
+    names them (LSB scripts), standing in for the real servers (issue 7 installs those)."""
+    for node in lab.plan.node_names:
+        for name, text in (("apache2", LSB_APACHE2), ("mysql", LSB_MYSQL)):
+            sh(lab, node, f"mkdir -p /etc/init.d && cat > /etc/init.d/{name} && "
+                          f"chmod 755 /etc/init.d/{name}",
+               input=text % {"python": sys.executable} if "%(python)s" in text else text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,8 @@ class Lab:
             st["hw"] = self._start_hw(plan)
             self._save(st)
             net.wire(plan)
+            st["power"] = self._start_power_switch(plan)
+            self._save(st)
             for m in plan.machines:
                 self._power_on(m.name, st)
                 self._save(st)
@@ -148,6 +151,36 @@ class Lab:
         me = machine.proc(p.pid)
         assert me is not None
         return [me.pid, me.start]
+
+    @property
+    def power_secret(self) -> Path:
+        return self.dir / "power.secret"
+
+    def _start_power_switch(self, plan: Plan) -> list[int]:
+        """The network power switch (fencing device) on the public link, in the switch
+        namespace: ``kembar.lab.power``."""
+        fd = os.open(self.power_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(16) + "\n")
+        cmd = ["nsenter", f"--net=/run/netns/{plan.switch_ns}", "--", sys.executable, "-m",
+               "kembar.lab.power", "serve", "--lab", self.name,
+               "--secret-file", str(self.power_secret)]
+        with open(self.dir / "power.log", "ab") as log:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True)
+        deadline = time.monotonic() + 20
+        while "power switch of lab" not in (self.dir / "power.log").read_text(errors="replace"):
+            if p.poll() is not None or time.monotonic() > deadline:
+                p.kill()
+                tail = (self.dir / "power.log").read_text(errors="replace").strip()
+                raise KembarError(f"the lab's power switch did not start: {tail[-300:]}")
+            time.sleep(0.02)
+        me = machine.proc(p.pid)
+        assert me is not None
+        return [me.pid, me.start]
+
+    def powered(self, m: str) -> bool:
+        return self._machine_state(m)[2] is not None
 
     def _power_on(self, m: str, st: dict[str, Any]) -> None:
         plan = Plan.from_json(st["plan"])
@@ -254,6 +287,9 @@ class Lab:
         if init is None:
             raise StateError(f"lab {self.name}: {m} is already powered off")
         t0 = time.monotonic()
+        # The cables go dead first: a machine that loses power sends nothing more (no
+        # FIN or RST from its dying processes' sockets reaches anyone).
+        net.cut_ports(plan, m)
         machine.power_off(init)
         self._kill_in_netns([plan.ns(m)])
         net.unplug(plan, m)

@@ -3,7 +3,8 @@
 Every namespace is ``kb-<lab>-<machine>`` (``kb-web-node1``, ``kb-web-sw``); interfaces live
 only inside the lab's namespaces; every file is under ``<root>/kembar-lab-<lab>/``.
 Addresses come from 198.18.0.0/15 (RFC 2544, benchmarking): the public network
-198.18.0.0/24 (node *i* at .i, the client at .50, the VIP .100 reserved) and the optional
+198.18.0.0/24 (node *i* at .i, the client at .50, the VIP .100 reserved, the power switch
+.254) and the optional
 private replication link 198.18.1.0/24.
 """
 
@@ -24,6 +25,8 @@ PREFIXLEN = 24
 CLIENT = "client"
 CLIENT_HOST = 50
 VIP_HOST = 100
+POWER_HOST = 254  # the lab's network power switch (fencing), on the switch itself
+POWER_ADDRESS = f"{PUBLIC_NET}.{POWER_HOST}"
 LINKS = ("public", "private")
 BRIDGE = {"public": "br-pub", "private": "br-priv"}
 NIC = {"public": "eth0", "private": "eth1"}

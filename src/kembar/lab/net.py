@@ -16,7 +16,8 @@ from pyroute2 import NetNS, netns
 
 from kembar.errors import KembarError
 from kembar.lab.machine import NETNS_DIR
-from kembar.lab.names import BRIDGE, NIC, PREFIXLEN, Cut, Plan, port_name, ruleset
+from kembar.lab.names import (BRIDGE, NIC, POWER_ADDRESS, PREFIXLEN, Cut, Plan, port_name,
+                              ruleset)
 
 
 def existing(prefix: str) -> list[str]:
@@ -47,6 +48,8 @@ def wire(plan: Plan) -> None:
             sw.link("add", ifname=BRIDGE[link], kind="bridge")
             br = sw.link_lookup(ifname=BRIDGE[link])[0]
             sw.link("set", index=br, state="up")
+            if link == "public":  # the power switch's address (kembar.lab.power)
+                sw.addr("add", index=br, address=POWER_ADDRESS, prefixlen=PREFIXLEN)
     apply_cuts(plan, [])
     for m in plan.machines:
         plug(plan, m.name)
@@ -73,10 +76,28 @@ def plug(plan: Plan, machine: str) -> None:
             mns.link("set", index=nic, state="up")
 
 
+def cut_ports(plan: Plan, machine: str) -> None:
+    """The switch-side ends of a machine's cables go down (a power cut's first moment)."""
+    with NetNS(plan.switch_ns) as sw:
+        for link in plan.machine(machine).addresses:
+            idx = sw.link_lookup(ifname=port_name(machine, link))
+            if idx:
+                sw.link("set", index=idx[0], state="down")
+
+
 def unplug(plan: Plan, machine: str) -> list[str]:
-    """Power off a machine's network: its namespace goes, with every address, route and
-    rule set on it, and its cables (veth pairs) with it; the switch ports vanish."""
-    return unwire([plan.ns(machine)])
+    """Power off a machine's network: its cables (veth pairs) are deleted from the switch
+    side, then its namespace goes, with every address, route and rule set on it.  (The
+    kernel keeps a deleted namespace alive while sockets of its dead processes linger —
+    a FIN that could not leave — so the cables are not left to its going.)"""
+    done = []
+    with NetNS(plan.switch_ns) as sw:
+        for link in plan.machine(machine).addresses:
+            idx = sw.link_lookup(ifname=port_name(machine, link))
+            if idx:
+                sw.link("del", index=idx[0])
+                done.append(f"unplugged {port_name(machine, link)}")
+    return done + unwire([plan.ns(machine)])
 
 
 def cables(plan: Plan) -> dict[str, dict[str, str]]:

@@ -13,7 +13,8 @@ Rules (Heartbeat's haresources behaviour, and what users lost data to without th
   ``auto_failback`` brings it home: the preferred node is alive, its disk is UpToDate and in
   sync (a returning node is never handed the group mid-resync — Heartbeat's
   ``auto_failback on`` with ``drbddisk`` has no such gate), and its connectivity is no worse;
-  the move is an orderly stop first, the start in a later round;
+  the move is an orderly stop first, the start in a later round; a group an operator
+  pulled to a node (``takeover``) stays there (no failback) until pulled elsewhere;
 * a group that runs nowhere starts on the best eligible node: alive, not in standby, the
   group not failed there, its disk promotable (UpToDate, or Consistent while the peer is
   dead; never Outdated, Inconsistent or Diskless, never while the disk's peer is Primary),
@@ -42,6 +43,7 @@ class Node:
     disk: str = "UpToDate"  # this node's disk state for the group's disk
     disk_synced: bool = True  # connected to its peer and nothing out of sync
     peer_primary: bool = False  # the disk's peer is Primary (then never promote here)
+    primary: bool = False  # the group's disk is Primary on this node (its own word)
     clean_stop: bool = False  # dead after a shutdown notice (no fencing needed)
     fenced: bool = False  # fencing of this (dead) node succeeded
 
@@ -89,15 +91,19 @@ class _Plan:
         self.actions.append(Action(kind, g.name, node, why))
 
 
-def eligible(v: View, g: Group, n: Node) -> str | None:
-    """Why ``n`` cannot run ``g`` now (None: it can)."""
+def eligible(v: View, g: Group, n: Node, handover: bool = False) -> str | None:
+    """Why ``n`` cannot run ``g`` now (None: it can).  With ``handover`` the group runs on
+    another live node that will stop it first (demoting its disk): that the disk's peer is
+    Primary there does not count yet — the start waits for it in a later round."""
     if not n.alive:
         return f"{n.name} is dead"
     if n.standby:
         return f"{n.name} is in standby"
     if n.name in g.failed_on:
         return f"{g.name} failed on {n.name}"
-    if n.peer_primary:
+    if n.peer_primary and not handover and any(o.primary for o in v.nodes if o is not n):
+        # (a live peer's own report that it is not Primary wins over this node's older
+        # view of it; a dead peer's last report counts: it may have died Primary)
         return f"the disk's peer of {n.name} is Primary"
     peer_alive = any(o.alive for o in v.nodes if o.name != n.name)
     if n.disk == "UpToDate":
@@ -179,7 +185,7 @@ def _keep_or_move(v: View, g: Group, here: Node, plan: _Plan) -> None:
         return
     if g.takeover_to and g.takeover_to != here.name:
         to = v.node(g.takeover_to)
-        why = eligible(v, g, to) if to is not None else f"{g.takeover_to} is unknown"
+        why = eligible(v, g, to, True) if to is not None else f"{g.takeover_to} is unknown"
         if why is None:
             plan.add("stop", g, here.name, f"takeover to {g.takeover_to} was asked for: an "
                                            "orderly stop here first")
@@ -187,17 +193,17 @@ def _keep_or_move(v: View, g: Group, here: Node, plan: _Plan) -> None:
             plan.add("wait", g, g.takeover_to, f"takeover refused: {why}")
         return
     better = [n for n in v.nodes if n.alive and n.name != here.name and n.ping > here.ping
-              and eligible(v, g, n) is None]
+              and eligible(v, g, n, True) is None]
     if better:
         plan.add("stop", g, here.name, f"{here.name} reaches {here.ping} ping node(s), "
                                        f"{better[0].name} reaches {better[0].ping}: the better "
                                        "connected node takes it")
         return
-    if g.auto_failback and here.name != g.preferred:
+    if g.auto_failback and here.name != g.preferred and g.takeover_to != here.name:
         pref = v.node(g.preferred)
         if pref is None or not pref.alive:
             return
-        block = eligible(v, g, pref)
+        block = eligible(v, g, pref, True)
         if block is None and not pref.disk_synced:
             block = f"the disk on {pref.name} is still resyncing"
         if block is None and pref.ping < here.ping:

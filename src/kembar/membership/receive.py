@@ -8,6 +8,7 @@ counts what it refuses (other cluster, unknown node, replay, ...).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kembar.membership.authkeys import AuthKeys
 from kembar.membership.packet import BadPacket, Packet, decode
@@ -17,14 +18,29 @@ from kembar.membership.state import HEARTBEAT, SHUTDOWN, Event, Heard, Membershi
 def ping_score(body: bytes) -> tuple[int, int] | None:
     """The sender's connectivity score from a heartbeat's body (authenticated already);
     anything malformed counts as no score."""
+    return parse_body(body)[0]
+
+
+def parse_body(body: bytes) -> tuple[tuple[int, int] | None, dict[str, Any] | None]:
+    """(connectivity score, the manager's report) from a heartbeat's body (authenticated
+    already); each part that is malformed counts as absent."""
     if not body:
-        return None
+        return None, None
     try:
-        score = json.loads(body)["ping"]
-        up, total = int(score[0]), int(score[1])
+        doc = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    score: tuple[int, int] | None = None
+    try:
+        up, total = int(doc["ping"][0]), int(doc["ping"][1])
+        if 0 <= up <= total <= 64:
+            score = (up, total)
     except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    return (up, total) if 0 <= up <= total <= 64 else None
+        pass
+    report = doc.get("m")
+    return score, report if isinstance(report, dict) else None
 
 
 def receive(data: bytes, link: str, now: float, keys: AuthKeys, m: Membership
@@ -37,7 +53,8 @@ def receive(data: bytes, link: str, now: float, keys: AuthKeys, m: Membership
         return [], None, exc.reason
     kind = pkt.type if pkt.type in (HEARTBEAT, SHUTDOWN) else HEARTBEAT
     before = dict(m.dropped)
+    score, report = parse_body(pkt.body)
     events = m.receive(Heard(kind, pkt.cluster, pkt.node, pkt.incarnation, pkt.seq,
-                             ping_score(pkt.body)), link, now)
+                             score, report), link, now)
     grown = [r for r, n in m.dropped.items() if n > before.get(r, 0)]
     return events, pkt, grown[0] if grown else None

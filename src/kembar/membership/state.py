@@ -51,6 +51,7 @@ class Heard:
     incarnation: int
     seq: int
     ping: tuple[int, int] | None = None  # the sender's connectivity score (up, of total)
+    report: dict[str, Any] | None = None  # the sender's resource manager report (unchecked)
 
 
 # ------------------------------------------------------------------- events
@@ -165,6 +166,7 @@ class NodeState:
     warned: bool = False
     shutdown_incarnation: int | None = None
     ping: tuple[int, int] | None = None
+    report: dict[str, Any] | None = None  # the latest report of its resource manager
     links: dict[str, LinkState] = field(default_factory=dict)
 
 
@@ -241,6 +243,7 @@ class Membership:
         n.last_heard = now
         n.warned = False
         n.ping = p.ping
+        n.report = p.report
         return events
 
     def drop(self, reason: str) -> None:

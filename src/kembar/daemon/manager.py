@@ -1,0 +1,513 @@
+"""The resource manager inside the cluster daemon: the timer and worker layer around the
+pure policy (``kembar.manager.policy``).
+
+Every round (on a membership event, a finished operation, a control request, and at least
+every ``ROUND`` seconds) it reads the local disks, builds each group's snapshot from the
+membership and every node's latest report (``kembar.manager.view``), asks the policy what
+to do and carries out what is addressed to this node: start or stop a group (resources
+in order, rollback on a failed start, in a worker thread), fence a dead node (the fencing
+command), or wait.  Each decision is logged once, as the sentence the policy wrote.  A
+change of this node's state is announced at once with an extra heartbeat, so the peers
+act on it without waiting for the next keepalive.
+
+Running groups are monitored: a failed monitor restarts the resource (and those after it)
+up to its ``restarts`` count, then the group is marked failed here and moves.  Every start
+and stop is recorded as a timeline (declared dead, fenced, each resource) for
+``kembar status --history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from kembar.agents import AgentContext, AgentError, make_agent
+from kembar.agents.base import Agent
+from kembar.config.model import ClusterConfig
+from kembar.disk.client import DiskClient
+from kembar.errors import KembarError
+from kembar.manager.group import GroupStartFailed, GroupStopFailed, start_group, stop_group
+from kembar.manager.policy import Action, decide
+from kembar.manager.report import DiskReport, Report, decode
+from kembar.manager.view import GroupSpec, Member, fencer, group_view, newest_wish
+from kembar.membership.state import Membership
+
+log = logging.getLogger("kembar.manager")
+
+ROUND = 1.0  # seconds between decision rounds when nothing happens
+DISK_POLL = 0.5  # seconds between reads of the local disks' states
+CHECK_PEER_EVERY = 2.0  # seconds between two `check-peer` of one disk
+
+
+@dataclass
+class Local:
+    """One group on this node."""
+
+    state: str = "stopped"  # stopped | starting | running | stopping
+    failed: str = ""  # why it failed here ("" = not failed)
+    fail_counts: dict[str, int] = field(default_factory=dict)
+    busy: bool = False  # an operation (start, stop, restart) runs in a worker
+    last_error: str = ""
+    since: float = field(default_factory=time.time)
+    agents: list[Agent] = field(default_factory=list)
+
+
+class Manager:
+    def __init__(self, cfg: ClusterConfig, me: str, run_dir: str, state_dir: str,
+                 announce: Callable[[], None], record: Callable[[dict[str, Any]], None]
+                 ) -> None:
+        self.cfg = cfg
+        self.me = me
+        self.run_dir = run_dir
+        self.ctx_base = dict(run_dir=run_dir, state_dir=state_dir)
+        self.announce = announce
+        self.record = record
+        self.specs = [GroupSpec(name, g.preferred, cfg.auto_failback(name),
+                                tuple(r.disk for r in g.resources if r.type == "disk"))
+                      for name, g in cfg.groups.items()]
+        self.disk_names = sorted({d for s in self.specs for d in s.disks})
+        self.local = {s.name: Local() for s in self.specs}
+        self.standby = False
+        self.wishes: dict[str, int] = {}
+        self.fenced: dict[str, int] = {}
+        self.fencing_now: set[str] = set()
+        self._fenced_at: dict[str, float] = {}
+        self.disks: dict[str, DiskReport] = {d: DiskReport() for d in self.disk_names}
+        self.disk_peer: dict[str, str] = {d: cfg.disk(d).peer_of(me)[0]
+                                          for d in self.disk_names if me in cfg.disk(d).on}
+        self.checked_at: dict[str, float] = {}
+        self.decisions: dict[str, list[str]] = {}
+        self.dead_at: dict[str, float] = {}
+        self.membership: Membership | None = None
+        # how long a disk waits for a ping answer from a peer the cluster declared dead:
+        # two keepalives (the LAN's round trip is far shorter), at least 0.1 s
+        ms = cfg.membership
+        self.check_timeout = max(0.1, 2 * ms.keepalive) if ms is not None else 0.5
+        self.my_ping: Callable[[], int] = lambda: 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ inputs
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def node_dead(self, node: str) -> None:
+        self.dead_at[node] = time.time()
+        if any(p == node for p in self.disk_peer.values()):
+            self._spawn(self._check_dead_peers())  # now, not at the next disk poll
+        self.wake()
+
+    def report(self) -> Report:
+        return Report(groups={n: l.state for n, l in self.local.items() if l.state != "stopped"},
+                      failed=tuple(sorted(n for n, l in self.local.items() if l.failed)),
+                      standby=self.standby, takeover=dict(self.wishes),
+                      disks=dict(self.disks), fenced=dict(self.fenced))
+
+    def members(self) -> dict[str, Member] | None:
+        """Everyone's membership, or None while a peer is still unknown (initdead)."""
+        m = self.membership
+        if m is None:
+            return None
+        out = {self.me: Member(self.me, True, self.my_ping(), False, None)}
+        for name, n in m.nodes.items():
+            if n.state == "unknown":
+                return None
+            out[name] = Member(name, n.state == "up", n.ping[0] if n.ping else 0,
+                               n.reason == "shutdown notice", n.incarnation)
+        return out
+
+    def reports(self) -> dict[str, Report]:
+        out = {self.me: self.report()}
+        if self.membership is not None:
+            for name, n in self.membership.nodes.items():
+                rep = decode(n.report) if n.report is not None else None
+                if rep is not None:
+                    out[name] = rep
+        return out
+
+    # ------------------------------------------------------------------- loop
+
+    async def run(self) -> None:
+        if not self.specs:
+            return
+        log.info("manager: %d group(s): %s", len(self.specs), ", ".join(
+            f"{s.name} (preferred {s.preferred}, auto_failback "
+            f"{'on' if s.auto_failback else 'off'})" for s in self.specs))
+        poll = asyncio.create_task(self._poll_disks())
+        try:
+            while not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), ROUND)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+                if not self._stopping:
+                    await self._refresh_disks()
+                    self._round()
+        finally:
+            poll.cancel()
+
+    async def _refresh_disks(self) -> bool:
+        """Read the local disks now; announce a change.  True if something changed."""
+        if not self.disk_names:
+            return False
+        fresh = await asyncio.to_thread(self._read_disks)
+        if fresh == self.disks:
+            return False
+        self.disks = fresh
+        self.announce()
+        return True
+
+    async def _poll_disks(self) -> None:
+        while True:
+            if await self._refresh_disks():
+                self.wake()
+            await self._check_dead_peers()
+            await asyncio.sleep(DISK_POLL)
+
+    def _read_disks(self) -> dict[str, DiskReport]:
+        out = {}
+        for d in self.disk_names:
+            try:
+                with DiskClient(d, self.run_dir, timeout=2.0) as c:
+                    st = c.status()
+            except (KembarError, OSError) as exc:
+                log.debug("disk %s: %s", d, exc)
+                out[d] = DiskReport("Down")
+                continue
+            peer = st.get("peer", {})
+            connected = peer.get("connection") == "Connected"
+            out[d] = DiskReport(
+                str(st.get("disk_state", "DUnknown")),
+                connected and peer.get("disk_state") == "UpToDate" and st.get("out_of_sync") == 0
+                and st.get("disk_state") == "UpToDate",
+                connected and peer.get("role") == "Primary", st.get("role") == "Primary")
+        return out
+
+    async def _check_dead_peers(self) -> None:
+        """A disk still connected to a Primary the membership declared dead: ask it now
+        (`check-peer`) instead of waiting for the disk's own ping interval."""
+        members = self.members() or {}
+        for d, rep in self.disks.items():
+            peer = self.disk_peer.get(d)
+            if not rep.peer_primary or peer is None or members.get(peer, Member(peer, True)).alive:
+                continue
+            now = time.monotonic()
+            if now - self.checked_at.get(d, -CHECK_PEER_EVERY) < CHECK_PEER_EVERY:
+                continue
+            self.checked_at[d] = now
+            try:
+                answer = await asyncio.to_thread(self._check_peer, d)
+                log.info("%s is dead for the cluster but disk %s still sees it Primary: %s",
+                         peer, d, answer)
+            except (KembarError, OSError) as exc:
+                log.warning("disk %s: check-peer failed: %s", d, exc)
+            await self._refresh_disks()
+            self.wake()
+
+    def _check_peer(self, disk: str) -> str:
+        with DiskClient(disk, self.run_dir, timeout=10.0) as c:
+            return str(c.control("check-peer", timeout=self.check_timeout))
+
+    def _round(self) -> None:
+        members = self.members()
+        if members is None:
+            return  # initdead: a peer is still unknown, decide nothing (as Heartbeat)
+        reports = self.reports()
+        for name in list(self.wishes):  # a newer wish elsewhere replaces ours
+            spec = next((s for s in self.specs if s.name == name), None)
+            if spec is not None and newest_wish(name, members, reports) != self.me:
+                del self.wishes[name]
+                self.announce()
+        for spec in self.specs:
+            view = group_view(spec, members, reports, self.cfg.fencing is not None)
+            actions = decide(view)
+            self._log_decisions(spec.name, actions)
+            for a in actions:
+                self._act(a, members)
+
+    def _log_decisions(self, group: str, actions: list[Action]) -> None:
+        text = [str(a) for a in actions]
+        if text != self.decisions.get(group):
+            self.decisions[group] = text
+            for t in text:
+                log.info("decision: %s", t)
+                self.record({"event": "Decision", "group": group, "text": f"decision: {t}"})
+
+    def _act(self, a: Action, members: dict[str, Member]) -> None:
+        if a.kind == "fence":
+            if fencer(members) == self.me and a.node not in self.fencing_now:
+                self._spawn(self._fence(a.node, members[a.node].incarnation or 0))
+            return
+        if a.node != self.me or a.kind == "wait":
+            return
+        loc = self.local[a.group]
+        if loc.busy:
+            return
+        if a.kind == "start" and loc.state == "stopped":
+            self._spawn(self._start(a))
+        elif a.kind == "stop" and loc.state == "running":
+            self._spawn(self._stop(a.group, a.why))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------- operations
+
+    def _agents(self, group: str) -> list[Agent]:
+        ctx = AgentContext(group=group, **self.ctx_base)
+        return [make_agent(r, ctx) for r in self.cfg.groups[group].resources]
+
+    def _set(self, group: str, state: str) -> None:
+        loc = self.local[group]
+        loc.state, loc.since = state, time.time()
+        self.announce()
+        self.wake()
+
+    async def _start(self, a: Action) -> None:
+        group, loc = a.group, self.local[a.group]
+        loc.busy = True
+        timeline: list[dict[str, Any]] = []
+        for node, t in self.dead_at.items():
+            if node in a.why:
+                timeline.append({"time": t, "step": f"{node} declared dead"})
+                if node in self.fenced:
+                    timeline.append({"time": self._fenced_at.get(node, t),
+                                     "step": f"{node} fenced"})
+        t0 = time.time()
+        timeline.append({"time": t0, "step": f"start of {group} decided: {a.why}"})
+        self._set(group, "starting")
+        try:
+            loc.agents = self._agents(group)
+            await asyncio.to_thread(start_group, loc.agents, self._stepper(timeline))
+        except (GroupStartFailed, AgentError, KembarError) as exc:
+            loc.failed = loc.last_error = f"start failed: {exc}"
+            log.error("%s could not start on %s: %s (what had started was stopped again)",
+                      group, self.me, exc)
+            await self._refresh_disks()
+            self._set(group, "stopped")
+            self._history("GroupStartFailed", group, a.why, timeline, t0, str(exc))
+        else:
+            loc.fail_counts.clear()
+            await self._refresh_disks()
+            self._set(group, "running")
+            log.info("%s runs on %s (started in %.3f s)", group, self.me, time.time() - t0)
+            self._history("GroupStarted", group, a.why, timeline, t0)
+            self._spawn(self._monitor(group))
+        finally:
+            loc.busy = False
+            self.wake()
+
+    async def _stop(self, group: str, why: str) -> bool:
+        loc = self.local[group]
+        loc.busy = True
+        timeline: list[dict[str, Any]] = []
+        t0 = time.time()
+        timeline.append({"time": t0, "step": f"stop of {group} decided: {why}"})
+        self._set(group, "stopping")
+        try:
+            agents = loc.agents or self._agents(group)
+            await asyncio.to_thread(stop_group, agents, self._stepper(timeline))
+        except (GroupStopFailed, AgentError, KembarError) as exc:
+            loc.last_error = f"stop failed: {exc}"
+            log.critical("%s could not be stopped on %s: %s; it stays here (running) until "
+                         "an operator resolves it", group, self.me, exc)
+            self._set(group, "running")
+            self._history("GroupStopFailed", group, why, timeline, t0, str(exc))
+            return False
+        else:
+            await self._refresh_disks()
+            self._set(group, "stopped")
+            self._history("GroupStopped", group, why, timeline, t0)
+            return True
+        finally:
+            loc.busy = False
+            self.wake()
+
+    def _stepper(self, timeline: list[dict[str, Any]]) -> Callable[..., None]:
+        def step(resource: str, action: str, ok: bool, seconds: float, message: str) -> None:
+            what = f"{resource}: {action} " + ("done" if ok else "FAILED") + \
+                   (f" ({message})" if message else "")
+            timeline.append({"time": time.time(), "step": what, "seconds": round(seconds, 3)})
+            (log.info if ok else log.warning)("%s in %.3f s", what, seconds)
+        return step
+
+    def _history(self, kind: str, group: str, why: str, timeline: list[dict[str, Any]],
+                 t0: float, error: str = "") -> None:
+        took = time.time() - t0
+        text = f"{group} on {self.me}: {kind} in {took:.3f} s ({why})" + \
+            (f": {error}" if error else "")
+        self.record({"event": kind, "group": group, "node": self.me, "why": why,
+                     "took": round(took, 3), "error": error, "timeline": timeline,
+                     "text": text})
+
+    async def _fence(self, node: str, incarnation: int) -> None:
+        assert self.cfg.fencing is not None
+        fc = self.cfg.fencing
+        argv = [part.replace("{node}", node) for part in fc.command]
+        self.fencing_now.add(node)
+        t0 = time.time()
+        log.warning("fencing %s: %s", node, " ".join(argv))
+        try:
+            res = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
+                                          timeout=fc.timeout)
+            ok, out = res.returncode == 0, (res.stdout + res.stderr).strip()[-300:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, out = False, str(exc)
+        finally:
+            self.fencing_now.discard(node)
+        if ok:
+            self.fenced[node] = incarnation
+            self._fenced_at[node] = time.time()
+            log.warning("fenced %s in %.3f s%s", node, time.time() - t0, f": {out}" if out else "")
+            self.record({"event": "Fenced", "node": node, "took": round(time.time() - t0, 3),
+                         "text": f"fenced {node} ({out or 'ok'})"})
+        else:
+            log.error("fencing %s failed (%s); its groups wait until fencing succeeds", node,
+                      out or "no output")
+            self.record({"event": "FenceFailed", "node": node, "text":
+                         f"fencing {node} failed: {out}"})
+            await asyncio.sleep(1.0)  # do not hammer the power switch
+        self.announce()
+        self.wake()
+
+    # -------------------------------------------------------------- monitoring
+
+    async def _monitor(self, group: str) -> None:
+        loc = self.local[group]
+        resources = self.cfg.groups[group].resources
+        due = {i: time.monotonic() + r.monitor_interval for i, r in enumerate(resources)
+               if r.monitor_interval > 0}
+        while loc.state == "running" and due and not self._stopping:
+            i = min(due, key=lambda k: due[k])
+            await asyncio.sleep(max(0.0, due[i] - time.monotonic()))
+            if loc.state != "running" or loc.busy or self._stopping:
+                continue
+            r, agent = resources[i], loc.agents[i]
+            due[i] = time.monotonic() + r.monitor_interval
+            try:
+                ok = await asyncio.to_thread(agent.monitor, r.timeout)
+                problem = "" if ok else "it is not running"
+            except (AgentError, KembarError) as exc:
+                problem = str(exc)
+            if not problem or loc.state != "running" or loc.busy:
+                continue
+            name = agent.name
+            count = loc.fail_counts[name] = loc.fail_counts.get(name, 0) + 1
+            self.record({"event": "MonitorFailed", "group": group, "resource": name,
+                         "count": count, "text": f"{group}: monitor of {name} failed "
+                                                 f"({problem}), failure {count} of "
+                                                 f"{r.restarts} allowed"})
+            log.warning("%s: monitor of %s failed: %s (failure %d, %d restart(s) allowed)",
+                        group, name, problem, count, r.restarts)
+            if count <= r.restarts:
+                await self._restart(group, i)
+            else:
+                loc.failed = f"monitor of {name} failed {count} times: {problem}"
+                loc.last_error = loc.failed
+                log.error("%s: %s; the group leaves %s", group, loc.failed, self.me)
+                self.announce()
+                self.wake()
+                return
+
+    async def _restart(self, group: str, index: int) -> None:
+        """Restart resource ``index`` and those after it (they depend on it)."""
+        loc = self.local[group]
+        loc.busy = True
+        timeline: list[dict[str, Any]] = []
+        t0 = time.time()
+        tail = loc.agents[index:]
+        try:
+            await asyncio.to_thread(stop_group, tail, self._stepper(timeline))
+            await asyncio.to_thread(start_group, tail, self._stepper(timeline))
+            self._history("ResourceRestarted", group, f"monitor of {tail[0].name} failed",
+                          timeline, t0)
+        except (GroupStartFailed, GroupStopFailed, AgentError, KembarError) as exc:
+            loc.failed = loc.last_error = f"restart of {tail[0].name} failed: {exc}"
+            self._history("ResourceRestartFailed", group, "monitor failed", timeline, t0,
+                          str(exc))
+        finally:
+            loc.busy = False
+            self.announce()
+            self.wake()
+
+    # ----------------------------------------------------------------- control
+
+    def set_standby(self, on: bool) -> str:
+        self.standby = on
+        if on:
+            self.wishes.clear()
+        self.announce()
+        self.wake()
+        return f"{self.me}: standby {'on: its groups move away' if on else 'off (online)'}"
+
+    def take_over(self, groups: list[str]) -> str:
+        names = groups or [s.name for s in self.specs]
+        unknown = [g for g in names if g not in self.local]
+        if unknown:
+            raise KembarError(f"no group {', '.join(unknown)} (known: "
+                              f"{', '.join(self.local) or 'none'})")
+        if self.standby:
+            raise KembarError(f"{self.me} is in standby; `kembar online` first")
+        stamp = int(time.time() * 1000)
+        for g in names:
+            self.wishes[g] = stamp
+        self.announce()
+        self.wake()
+        return f"{self.me} takes over {', '.join(names)} (an orderly stop on its owner first)"
+
+    def cleanup(self, groups: list[str]) -> str:
+        names = groups or list(self.local)
+        for g in names:
+            if g not in self.local:
+                raise KembarError(f"no group {g} (known: {', '.join(self.local)})")
+            loc = self.local[g]
+            loc.failed, loc.last_error = "", ""
+            loc.fail_counts.clear()
+        self.announce()
+        self.wake()
+        return f"{self.me}: failures of {', '.join(names)} forgotten"
+
+    def status(self) -> dict[str, Any]:
+        members = self.members()
+        reports = self.reports()
+        out: dict[str, Any] = {}
+        for spec in self.specs:
+            loc = self.local[spec.name]
+            where = sorted(n for n, r in reports.items()
+                           if r.groups.get(spec.name) and (members is None or n in members
+                                                           and members[n].alive))
+            out[spec.name] = {
+                "preferred": spec.preferred, "auto_failback": spec.auto_failback,
+                "running_on": where, "here": loc.state, "failed_here": loc.failed,
+                "fail_counts": dict(loc.fail_counts), "last_error": loc.last_error,
+                "since": loc.since, "decisions": self.decisions.get(spec.name, []),
+                "failed_on": sorted(n for n, r in reports.items() if spec.name in r.failed),
+                "resources": [r.describe() for r in self.cfg.groups[spec.name].resources],
+            }
+        return {"groups": out, "standby": self.standby, "wishes": dict(self.wishes),
+                "disks": {d: vars(r) for d, r in self.disks.items()},
+                "fenced": dict(self.fenced), "deciding": members is not None}
+
+    # ---------------------------------------------------------------- shutdown
+
+    async def shutdown(self) -> None:
+        """Stop every group running here, last configured first (before the shutdown
+        notice, so the peers take over at once, from a clean state)."""
+        self._stopping = True
+        for spec in reversed(self.specs):
+            loc = self.local[spec.name]
+            while loc.busy:
+                await asyncio.sleep(0.05)
+            if loc.state == "running":
+                await self._stop(spec.name, "this node's daemon is stopping")
+        for task in list(self._tasks):
+            task.cancel()

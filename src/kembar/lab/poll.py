@@ -1,0 +1,87 @@
+"""A client that polls the site through the VIP and records every answer (run it on the
+lab's client): what users see during a failover.
+
+    python -m kembar.lab.poll URL OUT [--interval 0.05] [--timeout 0.5]
+
+Each poll is one HTTP GET on a fresh connection; one JSON line per poll goes to OUT:
+``{"t": wall-clock seconds, "ok": bool, "node": "node1" | "", "error": "..."}``.  SIGTERM
+ends it.  ``outages(lines)`` (pure) turns the record into the client-visible outages:
+last good reply → first good reply, for every gap with failed polls in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import signal
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def poll_once(host: str, port: int, path: str, timeout: float) -> tuple[bool, str, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        rep = conn.getresponse()
+        rep.read()
+        ok = 200 <= rep.status < 400
+        return ok, rep.getheader("X-Served-By", "") or "", "" if ok else f"HTTP {rep.status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return False, "", type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    finally:
+        conn.close()
+
+
+def outages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every outage: {"start": last good reply, "end": first good reply after failures,
+    "seconds", "failed": failed polls, "before": node, "after": node}."""
+    out: list[dict[str, Any]] = []
+    last_ok: dict[str, Any] | None = None
+    failed = 0
+    for rec in lines:
+        if not rec["ok"]:
+            failed += 1
+            continue
+        if failed and last_ok is not None:
+            out.append({"start": last_ok["t"], "end": rec["t"],
+                        "seconds": rec["t"] - last_ok["t"], "failed": failed,
+                        "before": last_ok["node"], "after": rec["node"]})
+        last_ok, failed = rec, 0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kembar.lab.poll")
+    ap.add_argument("url")
+    ap.add_argument("out")
+    ap.add_argument("--interval", type=float, default=0.05)
+    ap.add_argument("--timeout", type=float, default=0.5)
+    args = ap.parse_args(argv)
+    u = urlsplit(args.url)
+    host, port, path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
+    running = True
+
+    def stop(*_: object) -> None:
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with open(args.out, "a", buffering=1) as fh:
+        next_at = time.monotonic()
+        while running:
+            t = time.time()
+            ok, node, err = poll_once(host, port, path, args.timeout)
+            fh.write(json.dumps({"t": t, "ok": ok, "node": node, "error": err}) + "\n")
+            next_at += args.interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            if next_at < time.monotonic():
+                next_at = time.monotonic()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

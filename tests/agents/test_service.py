@@ -1,0 +1,184 @@
+"""The ``service`` agent: a supervised command, an LSB init script, systemctl."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from kembar.agents import AgentContext, AgentError, make_agent
+from kembar.agents.service import CommandService, LsbService, SystemdService
+from kembar.config.groups import ServiceResource
+from kembar.lab.pair import wait_for
+from tests.agents.conftest import LSB_SCRIPT, alive, kill_quietly, write_script
+
+SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+STUBBORN = [sys.executable, "-c",
+            "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\ntime.sleep(60)"]
+
+
+def service(ctx: AgentContext, command: list[str] | None = None, name: str = "kb-agt-svc",
+            timeout: float = 5.0) -> CommandService:
+    res = ServiceResource.model_validate(dict(type="service", name=name, command=command,
+                                              timeout=timeout))
+    agent = make_agent(res, ctx)
+    assert isinstance(agent, CommandService) == (command is not None)
+    return agent  # type: ignore[return-value]
+
+
+@pytest.fixture
+def started() -> Iterator[list[int]]:
+    """Pids a test started through an agent: killed afterwards if still there."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        kill_quietly(pid)
+
+
+def test_command_start_monitor_crash_stop(ctx: AgentContext, started: list[int]) -> None:
+    agent = service(ctx, SLEEPER)
+    assert agent.monitor(1) is False
+    agent.stop(5)
+    agent.start(5)
+    assert agent.child is not None
+    child = agent.child
+    started.append(child.pid)
+    pidfile = Path(ctx.run_dir, "kb-agt-g-kb-agt-svc.pid")
+    assert pidfile.read_text().strip() == str(child.pid)
+    assert os.getpgid(child.pid) == child.pid  # its own session and group
+    assert agent.monitor(1) is True
+    agent.start(5)
+    assert agent.child is child  # already running: nothing new
+    wait_for(lambda: "up" in Path(ctx.run_dir, "kb-agt-g-kb-agt-svc.log").read_text(), 10)
+
+    os.kill(child.pid, signal.SIGKILL)
+    wait_for(lambda: agent.monitor(1) is False, 10, "monitor to see the crash")
+    agent.stop(5)
+    agent.stop(5)
+    assert not pidfile.exists()
+
+
+def test_a_command_that_exits_at_once_fails_to_start(ctx: AgentContext) -> None:
+    agent = service(ctx, [sys.executable, "-c", "import sys; print('no config'); sys.exit(3)"])
+    with pytest.raises(AgentError, match=r"exited at once \(status 3.*no config"):
+        agent.start(5)
+    assert agent.monitor(1) is False
+    agent.stop(1)
+
+
+def test_missing_command_is_an_agent_error(ctx: AgentContext) -> None:
+    with pytest.raises(AgentError, match="kb-agt-no-such-binary not found"):
+        service(ctx, ["/nonexistent/kb-agt-no-such-binary"]).start(5)
+
+
+def test_sigterm_ends_a_polite_command_quickly(ctx: AgentContext, started: list[int]) -> None:
+    agent = service(ctx, SLEEPER, timeout=10)
+    agent.start(5)
+    assert agent.child is not None
+    child = agent.child
+    started.append(child.pid)
+    t0 = time.monotonic()
+    agent.stop(10)
+    assert time.monotonic() - t0 < 2
+    assert child.returncode == -signal.SIGTERM
+
+
+def test_a_command_ignoring_sigterm_is_killed_within_the_timeout(
+        ctx: AgentContext, started: list[int]) -> None:
+    agent = service(ctx, STUBBORN)
+    agent.start(5)
+    assert agent.child is not None
+    child = agent.child
+    started.append(child.pid)
+    log = Path(ctx.run_dir, "kb-agt-g-kb-agt-svc.log")
+    wait_for(lambda: "ready" in log.read_text(), 10, "the handler to be installed")
+    t0 = time.monotonic()
+    agent.stop(3)
+    took = time.monotonic() - t0
+    assert 2.0 < took < 3.5, took  # the grace (timeout less the kill margin), then SIGKILL
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_a_process_of_an_earlier_daemon_is_adopted(ctx: AgentContext,
+                                                   started: list[int]) -> None:
+    first = service(ctx, SLEEPER)
+    first.start(5)
+    assert first.child is not None
+    child = first.child
+    started.append(child.pid)
+    later = service(ctx, SLEEPER)  # a restarted daemon: same resource, new agent
+    assert later.monitor(1) is True
+    later.start(5)
+    assert later.child is None  # adopted, not started twice
+    later.stop(5)
+    assert child.wait(5) == -signal.SIGTERM
+    assert later.monitor(1) is False
+
+
+def test_a_stale_pid_file_naming_another_process_is_left_alone(ctx: AgentContext) -> None:
+    agent = service(ctx, SLEEPER)
+    os.makedirs(ctx.run_dir, exist_ok=True)
+    Path(agent.pidfile).write_text(f"{os.getpid()}\n")  # alive, but not our command
+    assert agent.monitor(1) is False
+    agent.stop(2)
+    assert alive(os.getpid()) and not Path(agent.pidfile).exists()
+
+
+def test_lsb_script(ctx: AgentContext) -> None:
+    script = write_script(Path(ctx.init_dir) / "kb-agt-web", LSB_SCRIPT)
+    agent = make_agent(ServiceResource.model_validate(dict(type="service", name="kb-agt-web")),
+                       ctx)
+    assert isinstance(agent, LsbService)
+    assert agent.monitor(5) is False
+    agent.stop(5)
+    agent.start(5)
+    assert agent.monitor(5) is True
+    agent.start(5)
+    assert Path(f"{script}.kb-agt-state.log").read_text() == "start\n"  # started once
+    agent.stop(5)
+    assert agent.monitor(5) is False
+    Path(f"{script}.kb-agt-broken").touch()
+    with pytest.raises(AgentError, match="status exited 4: cannot tell"):
+        agent.monitor(5)
+
+
+def test_lsb_script_missing(ctx: AgentContext) -> None:
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-nothing"))
+    agent = make_agent(res, ctx)
+    for action in (agent.start, agent.stop, agent.monitor):
+        with pytest.raises(AgentError, match=r"no init script .*kb-agt-nothing"):
+            action(5)
+
+
+def test_systemd_when_it_runs(ctx: AgentContext, kbdir: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in ``systemctl`` on PATH: the verbs and the reading of is-active."""
+    os.makedirs(ctx.systemd_dir)
+    bin_dir = kbdir / "kb-agt-bin"
+    write_script(bin_dir / "systemctl", f"""#!/bin/sh
+echo "$@" >> {bin_dir}/calls
+case "$1" in
+  is-active) cat {bin_dir}/state 2>/dev/null || echo inactive; exit 3 ;;
+  start) echo active > {bin_dir}/state ;;
+  stop) echo inactive > {bin_dir}/state ;;
+esac
+""")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    agent = make_agent(ServiceResource.model_validate(dict(type="service", name="kb-agt-web")),
+                       ctx)
+    assert isinstance(agent, SystemdService)
+    assert agent.monitor(5) is False
+    agent.start(5)
+    assert agent.monitor(5) is True
+    agent.stop(5)
+    (bin_dir / "state").write_text("failed\n")
+    with pytest.raises(AgentError, match="unit is failed"):
+        agent.monitor(5)
+    assert (bin_dir / "calls").read_text().split("\n")[:3] == [
+        "is-active kb-agt-web", "start kb-agt-web", "is-active kb-agt-web"]

@@ -1,0 +1,231 @@
+"""Failover in the lab: the cluster daemons' manager moves the disk, the filesystem, the
+site and the VIP, with a client polling the VIP over HTTP all along."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from kembar.demo import Shopper, get
+from kembar.lab import cluster
+from kembar.lab.lab import Lab
+from kembar.lab.poll import outages
+
+pytestmark = pytest.mark.slow
+KEEPALIVE, DEADTIME = 0.1, 0.5
+
+
+class Poller:
+    """``kembar.lab.poll`` on the client, every 50 ms, into a file."""
+
+    def __init__(self, lab: Lab, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(lab.exec_argv("client", [
+            sys.executable, "-m", "kembar.lab.poll", f"http://{lab.plan.vip}/health", str(out),
+            "--interval", "0.05", "--timeout", "0.5"]), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(x) for x in self.out.read_text().splitlines() if x.strip()]
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.proc.terminate()
+        self.proc.wait(10)
+        return self.records()
+
+
+def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool = False,
+                auto_failback: bool = True, restarts: int = 1) -> Lab:
+    lab = make_lab(disk_size=64 * 2**20, private=private)
+    mt = cluster.membership_toml(lab.plan, "two" if private else "bcast",
+                                 keepalive="100ms", deadtime="500ms", initdead="3s")
+    gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence)
+    cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback)
+    cluster.prepare_site(lab)
+    for n in lab.plan.node_names:
+        cluster.start_daemon(lab, n)
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group to start on node1")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the VIP to answer")
+    return lab
+
+
+@pytest.fixture
+def poller(tmp_path: Path) -> Iterator[Callable[[Lab], Poller]]:
+    made: list[Poller] = []
+
+    def make(lab: Lab) -> Poller:
+        p = Poller(lab, tmp_path / f"poll{len(made)}.jsonl")
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(10)
+
+
+def history(lab: Lab, node: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.daemon_status(lab, node)["events"] if e["event"] == kind]
+
+
+def test_crash_failover_keeps_every_order_then_auto_failback_after_the_resync(
+        make_lab: Callable[..., Lab], poller: Callable[[Lab], Poller]) -> None:
+    lab = web_cluster(make_lab)
+    shopper = Shopper(lab)
+    for _ in range(10):
+        assert shopper.order()
+    poll = poller(lab)
+    time.sleep(1)
+    t_crash = time.time()
+    lab.crash("node1")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to take over")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node2", 20, "node2 to answer on the VIP")
+    time.sleep(0.5)
+    recs = poll.stop()
+    gaps = outages(recs)
+    assert len(gaps) == 1 and gaps[0]["before"] == "node1" and gaps[0]["after"] == "node2", gaps
+    started = history(lab, "node2", "GroupStarted")[-1]
+    start_time = started["took"]
+    assert gaps[0]["end"] - t_crash <= DEADTIME + start_time + 2.0, (gaps, started)
+    steps = [s["step"] for s in started["timeline"]]
+    assert steps[0] == "node1 declared dead", steps
+    assert any("disk r0: start done" in s for s in steps), steps
+    # every acknowledged order is there, served by node2
+    for _ in range(5):
+        assert shopper.order()
+    body, node = get(lab, "/orders.json")
+    stored = {o["id"]: o["customer"] for o in json.loads(body)["orders"]}
+    assert node == "node2" and all(stored.get(i) == c for i, c in shopper.acked.items())
+    # `kembar status --history` shows the timeline
+    text = cluster.sh(lab, "node2", "kembar status --history")
+    assert "GroupStarted" in text and "node1 declared dead" in text and "+" in text
+    # node1 boots: it resyncs first, then takes the group back in an orderly handover
+    poll = poller(lab)
+    lab.boot("node1")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 120, "the failback to node1")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "node1 to answer on the VIP")
+    back = history(lab, "node1", "GroupStarted")[-1]
+    stop = history(lab, "node2", "GroupStopped")[-1]
+    assert "auto_failback" in stop["why"] and "in sync" in stop["why"], stop
+    assert stop["time"] <= back["time"]  # node2 had stopped before node1 started
+    decisions = " ".join(e["text"] for e in history(lab, "node2", "Decision"))
+    assert "auto_failback" in decisions
+    time.sleep(0.5)
+    gaps = outages(poll.stop())
+    assert len(gaps) <= 1
+    body, node = get(lab, "/orders.json")
+    stored = {o["id"]: o["customer"] for o in json.loads(body)["orders"]}
+    assert node == "node1" and all(stored.get(i) == c for i, c in shopper.acked.items())
+
+
+def test_auto_failback_off_standby_and_takeover_both_ways(
+        make_lab: Callable[..., Lab]) -> None:
+    lab = web_cluster(make_lab, auto_failback=False)
+    out = cluster.sh(lab, "node1", "kembar standby --wait 60")
+    assert "no group runs here now" in out
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to run the group")
+    assert get(lab, "/health")[1] == "node2"
+    cluster.sh(lab, "node1", "kembar online")
+    time.sleep(2)  # auto_failback off: node2 keeps it
+    assert cluster.runs_on(lab) == ["node2"]
+    out = cluster.sh(lab, "node1", "kembar takeover web --wait 60")
+    assert "web running here" in out
+    assert cluster.runs_on(lab) == ["node1"] and get(lab, "/health")[1] == "node1"
+    cluster.sh(lab, "node2", "kembar takeover --wait 60")
+    assert cluster.runs_on(lab) == ["node2"] and get(lab, "/health")[1] == "node2"
+    # a clean stop of the owner's daemon: the peer takes over at once, no deadtime wait
+    pid = cluster.daemon_status(lab, "node2")["pid"]
+    cluster.sh(lab, "node2", f"kill -TERM {pid}")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "node1 to take over")
+    dead = history(lab, "node1", "NodeDead")[-1]
+    assert dead["reason"] == "shutdown notice"
+
+
+def test_a_killed_web_server_is_restarted_then_the_group_moves(
+        make_lab: Callable[..., Lab]) -> None:
+    lab = web_cluster(make_lab, restarts=1)
+
+    def kill_site() -> None:
+        pid = cluster.sh(lab, "node1", "cat /run/kembar/web-site.pid").strip()
+        cluster.sh(lab, "node1", f"kill -KILL {pid}")
+
+    kill_site()
+    cluster.wait(lambda: history(lab, "node1", "ResourceRestarted"), 30, "a restart")
+    assert cluster.runs_on(lab) == ["node1"]
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the site back on node1")
+    kill_site()  # the second failure: restarts (1) used up, the group moves
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "the group to move")
+    g = cluster.groups_status(lab, "node1")["web"]
+    assert "monitor of service site failed 2 times" in g["failed_here"]
+    assert get(lab, "/health")[1] == "node2"
+    cluster.sh(lab, "node1", "kembar cleanup web")
+    assert cluster.groups_status(lab, "node1")["web"]["failed_here"] == ""
+
+
+def test_a_resource_that_fails_to_start_is_rolled_back_and_the_other_node_runs_it(
+        make_lab: Callable[..., Lab]) -> None:
+    lab = web_cluster(make_lab)
+    cluster.sh(lab, "node1", "kembar standby --wait 60")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to run the group")
+    # node2's mount point becomes a file: the filesystem cannot be mounted there
+    cluster.sh(lab, "node1", "kembar online")
+    cluster.sh(lab, "node1", "kembar takeover --wait 60")
+    cluster.sh(lab, "node2", "rmdir /srv/data && touch /srv/data")
+    res = lab.run("node2", ["kembar", "takeover", "--wait", "60"])
+    assert res.returncode != 0 and "takeover failed" in res.stderr, res.stderr
+    g = cluster.groups_status(lab, "node2")["web"]
+    assert "start failed" in g["failed_here"] and "filesystem" in g["failed_here"], g
+    # rolled back on node2 (its disk demoted again), and node1 runs the group
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "node1 to run it")
+    assert cluster.disk_status(lab, "node2")["role"] == "Secondary"
+    assert get(lab, "/health")[1] == "node1"
+    text = cluster.sh(lab, "node2", "kembar status")
+    assert "failed here: start failed" in text
+
+
+@pytest.mark.parametrize("fence", [True, False])
+def test_partitions_with_and_without_fencing(make_lab: Callable[..., Lab],
+                                             fence: bool) -> None:
+    lab = web_cluster(make_lab, private=True, fence=fence)
+    lab.partition("node1", "node2", "public")
+    time.sleep(6 * DEADTIME)
+    assert cluster.runs_on(lab) == ["node1"]  # one link left: nothing moves
+    lab.heal()
+    time.sleep(4 * KEEPALIVE)
+    both: list[float] = []
+    lab.partition("node1", "node2", "all")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        where = cluster.runs_on(lab)
+        if len(where) > 1:
+            both.append(time.monotonic())
+        if fence and not lab.powered("node1") or not fence and "node2" in where:
+            break
+        time.sleep(0.1)
+    if fence:
+        # node2 fenced node1 through the power switch before it took over
+        cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to take over")
+        assert not lab.powered("node1") and both == []
+        steps = [s["step"] for s in history(lab, "node2", "GroupStarted")[-1]["timeline"]]
+        assert "node1 fenced" in steps, steps
+        assert history(lab, "node2", "Fenced")
+    else:
+        # without fencing both run it: the split brain status reports, and the disk finds
+        cluster.wait(lambda: sorted(cluster.runs_on(lab)) == ["node1", "node2"], 60,
+                     "node2 to take over too")
+        lab.heal()
+        cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60,
+                     "the group to stay on one node after the heal")
+        decisions = " ".join(e["text"] for e in history(lab, "node2", "Decision"))
+        assert "at once" in decisions
+        cluster.wait(lambda: "split" in json.dumps(cluster.disk_status(lab, "node1")).lower(),
+                     30, "split brain on the disk")
