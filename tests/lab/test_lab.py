@@ -187,3 +187,28 @@ def test_lab_cli(make_lab: Callable[..., Lab]) -> None:
             (args, res.stderr)
     assert not Path("/tmp/kembar-lab-zz").exists()
     assert lab.status()["cuts"] == []
+
+
+def test_the_power_switch_fences_with_the_secret_only(make_lab: Callable[..., Lab],
+                                                      tmp_path: Path) -> None:
+    """The fencing device on the public network: a wrong secret or a bad request changes
+    nothing; the right one powers a node off (and off again is still a success)."""
+    lab = make_lab(disk_size=16 * 2**20)
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("not-the-secret\n")
+    power = [sys.executable, "-m", "kembar.lab.power"]
+    res = lab.run("client", power + ["off", "node1", "--secret-file", str(wrong)])
+    assert res.returncode == 1 and "wrong secret" in res.stderr and lab.powered("node1")
+    res = lab.run("client", [sys.executable, "-c", (
+        "import socket; s = socket.create_connection(('198.18.0.254', 7799)); "
+        "s.sendall(b'[1, 2]\\n'); print(s.recv(999))")])
+    assert "bad request" in res.stdout and lab.powered("node1"), res.stdout + res.stderr
+    secret = ["--secret-file", str(lab.power_secret)]
+    assert lab.run("client", power + ["status", "node1"] + secret).stdout.strip() == "node1: on"
+    res = lab.run("node2", power + ["off", "node1"] + secret)
+    assert res.returncode == 0 and "powered off" in res.stdout, res.stderr
+    assert not lab.powered("node1")
+    res = lab.run("node2", power + ["off", "node1"] + secret)
+    assert res.returncode == 0 and "already off" in res.stdout
+    assert lab.run("client", power + ["status", "node1"] + secret).stdout.strip() == \
+        "node1: off"

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kembar.disk import loopdev
 from kembar.disk.device import loop_record, recorded_loops
@@ -138,15 +138,22 @@ class Lab:
                "--control", str(self.hw_sock), "--pid-file", str(pid_file)]
         for n in plan.node_names:
             cmd += ["--disk", f"{n}={self.image(n)}"]
-        with open(self.dir / "hw.log", "ab") as log:
+        return self._spawn(cmd, "hw.log", "disk layer", pid_file.exists)
+
+    def _spawn(self, cmd: list[str], log_name: str, what: str,
+               ready: Callable[[], bool]) -> list[int]:
+        """Start one of the lab's own host-side services, its output in ``log_name``;
+        wait until ``ready()``; its [pid, start time] for the state file."""
+        log_path = self.dir / log_name
+        with open(log_path, "ab") as log:
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True)
         deadline = time.monotonic() + 20
-        while not pid_file.exists():
+        while not ready():
             if p.poll() is not None or time.monotonic() > deadline:
                 p.kill()
-                tail = (self.dir / "hw.log").read_text(errors="replace").strip()
-                raise KembarError(f"the lab's disk layer did not start: {tail[-300:]}")
+                tail = log_path.read_text(errors="replace").strip()
+                raise KembarError(f"the lab's {what} did not start: {tail[-300:]}")
             time.sleep(0.02)
         me = machine.proc(p.pid)
         assert me is not None
@@ -165,19 +172,9 @@ class Lab:
         cmd = ["nsenter", f"--net=/run/netns/{plan.switch_ns}", "--", sys.executable, "-m",
                "kembar.lab.power", "serve", "--lab", self.name,
                "--secret-file", str(self.power_secret)]
-        with open(self.dir / "power.log", "ab") as log:
-            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                 start_new_session=True)
-        deadline = time.monotonic() + 20
-        while "power switch of lab" not in (self.dir / "power.log").read_text(errors="replace"):
-            if p.poll() is not None or time.monotonic() > deadline:
-                p.kill()
-                tail = (self.dir / "power.log").read_text(errors="replace").strip()
-                raise KembarError(f"the lab's power switch did not start: {tail[-300:]}")
-            time.sleep(0.02)
-        me = machine.proc(p.pid)
-        assert me is not None
-        return [me.pid, me.start]
+        log = self.dir / "power.log"
+        return self._spawn(cmd, "power.log", "power switch",
+                           lambda: "power switch of lab" in log.read_text(errors="replace"))
 
     def powered(self, m: str) -> bool:
         return self._machine_state(m)[2] is not None
