@@ -21,6 +21,10 @@ Sections:
           next to the paper's means; and fio 4 KiB random writes with fsync (IOPS); on a
           kembar disk connected under protocol C, against the same disk disconnected and
           against a plain loop device over a local file (`losetup --direct-io=on`).
+  membership  (bench/membership.py) crash -> "node dead" latency per timing; a soak.
+  failover    (bench/failover.py) the client-visible outage through the VIP for a crash,
+          a clean stop and the failbacks, per timing (paper 2s/15s, fast 10ms/50ms) and
+          group (site + VIP; disk + fs + site + VIP), --failover-runs each (default 10).
 
 Page-cache state of every figure: "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches`, 1 s
 sleep, then measure; "cached" = the same writes again over data already in the page cache.
@@ -54,7 +58,8 @@ from kembar.lab.pair import Pair, alive
 
 if __name__ == "__main__":  # bench/fs.py does `import run`: give it this module, not a copy
     sys.modules.setdefault("run", sys.modules[__name__])
-import fs  # noqa: E402 - after the alias above
+import failover  # noqa: E402 - after the alias above
+import fs  # noqa: E402
 import membership  # noqa: E402
 
 MiB = 1024 * 1024
@@ -67,7 +72,7 @@ AIM_SYNC = 0.8  # baseline time / sync time, at least
 AIM_RESYNC = 0.05  # resync time / full sync time, below
 AIM_RSS_MIB = 100  # per disk process, below
 RESYNC_CHANGED = 10  # MiB changed while disconnected
-SECTIONS = ("writes", "sync", "resync", "memory", "fs", "membership")
+SECTIONS = ("writes", "sync", "resync", "memory", "fs", "membership", "failover")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOGS = RESULTS.parent / "logs"  # the disk logs of the last run
 
@@ -592,6 +597,8 @@ def report(res: dict[str, Any]) -> None:
         fs.report(con, res["fs"])
     if res.get("membership"):
         membership.report(res["membership"])
+    if res.get("failover"):
+        failover.report(res["failover"])
     for n in res.get("notes", []):
         con.print(f"note: {n}", markup=False)
 
@@ -626,6 +633,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "membership section (default 20, --quick 2)")
     ap.add_argument("--membership-soak", type=float, help="seconds of the 10ms/50ms soak "
                     "under disk load (default 600, --quick 10; 0 skips it)")
+    ap.add_argument("--failover-runs", type=int, help="runs (crash + failback, clean stop + "
+                    "failback) per timing and group in the failover section (default 10, "
+                    "--quick 1)")
+    ap.add_argument("--failover-timings", default="paper,fast",
+                    help="failover timings: paper (2s/15s), fast (10ms/50ms)")
+    ap.add_argument("--failover-groups", default="vip,full",
+                    help="failover groups: vip (site + VIP), full (disk, fs, site, VIP)")
     args = ap.parse_args(argv)
     default = "16M,32M" if args.quick else "100M,500M,1G"
     args.size_list = [parse_size(s) for s in (args.sizes or default).split(",") if s]
@@ -651,6 +665,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.membership_crashes = 2 if args.quick else 20
     if args.membership_soak is None:
         args.membership_soak = 10.0 if args.quick else 600.0
+    if args.failover_runs is None:
+        args.failover_runs = 1 if args.quick else 10
+    args.failover_timing_list = [t for t in args.failover_timings.split(",") if t]
+    args.failover_group_list = [g for g in args.failover_groups.split(",") if g]
+    if set(args.failover_timing_list) - set(failover.TIMINGS) or \
+            set(args.failover_group_list) - set(failover.GROUPS) or args.failover_runs < 1:
+        ap.error(f"--failover-timings from {','.join(failover.TIMINGS)}, --failover-groups "
+                 f"from {','.join(failover.GROUPS)}, --failover-runs at least 1")
     if args.fs_runs < 1 or args.fs_fio_runs < 0:
         ap.error("--fs-runs must be at least 1, --fs-fio-runs at least 0")
     global REPEAT
@@ -697,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
         if "membership" in args.sections:
             res["membership"] = membership.bench_membership(base, args.membership_crashes,
                                                             args.membership_soak)
+        if "failover" in args.sections:
+            res["failover"] = failover.bench_failover(base, args.failover_runs,
+                                                      args.failover_timing_list,
+                                                      args.failover_group_list)
     finally:
         for pair in PAIRS:
             pair.cleanup()

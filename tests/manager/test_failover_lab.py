@@ -43,10 +43,12 @@ class Poller:
 
 
 def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool = False,
-                auto_failback: bool = True, restarts: int = 1) -> Lab:
+                auto_failback: bool = True, restarts: int = 1,
+                ping: list[str] | None = None) -> Lab:
     lab = make_lab(disk_size=64 * 2**20, private=private)
     mt = cluster.membership_toml(lab.plan, "two" if private else "bcast",
-                                 keepalive="100ms", deadtime="500ms", initdead="3s")
+                                 keepalive="100ms", deadtime="500ms", initdead="3s",
+                                 ping=ping)
     gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence)
     cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback)
     cluster.prepare_site(lab)
@@ -229,3 +231,43 @@ def test_partitions_with_and_without_fencing(make_lab: Callable[..., Lab],
         assert "at once" in decisions
         cluster.wait(lambda: "split" in json.dumps(cluster.disk_status(lab, "node1")).lower(),
                      30, "split brain on the disk")
+
+
+def test_a_node_that_loses_the_outside_world_gives_the_group_away(
+        make_lab: Callable[..., Lab]) -> None:
+    """ipfail: both nodes ping the client; node1's public link to it is cut (the nodes
+    still hear each other): node1 reaches fewer ping nodes, so node2 takes the group.  Once
+    node1 reaches the client again, auto_failback brings the group home."""
+    lab = web_cluster(make_lab, private=True, ping=["198.18.0.50"])
+    lab.partition("node1", "client", "public")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "node2 to take the group")
+    assert get(lab, "/health")[1] == "node2"
+    decisions = " ".join(e["text"] for e in history(lab, "node1", "Decision"))
+    assert "ping node" in decisions and "better connected" in decisions, decisions
+    assert cluster.daemon_status(lab, "node1")["nodes"]["node2"]["state"] == "up"
+    lab.heal()
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group to come home")
+
+
+def test_a_killed_daemon_finds_its_group_running_and_adopts_it(
+        make_lab: Callable[..., Lab]) -> None:
+    """The daemon on the owner is SIGKILLed (its resources keep running).  node2 declares
+    node1 dead but does not take over: node1's disk still answers (check-peer) and is
+    Primary, so node2 waits and the VIP stays with node1.  node1's daemon comes back,
+    probes its resources, finds the group running and adopts it without a restart."""
+    lab = web_cluster(make_lab)
+    site_pid = cluster.sh(lab, "node1", "cat /run/kembar/web-site.pid").strip()
+    pid = cluster.daemon_status(lab, "node1")["pid"]
+    cluster.sh(lab, "node1", f"kill -KILL {pid}")
+    cluster.wait(lambda: cluster.daemon_status(lab, "node2")["nodes"]["node1"]["state"]
+                 == "dead", 10, "node1 to be declared dead")
+    cluster.wait(lambda: "the disk's peer of node2 is Primary" in " ".join(
+        cluster.groups_status(lab, "node2")["web"]["decisions"]), 30, "node2 to wait")
+    time.sleep(3)
+    assert cluster.groups_status(lab, "node2")["web"]["here"] == "stopped"
+    assert cluster.disk_status(lab, "node2")["role"] == "Secondary"
+    assert get(lab, "/health")[1] == "node1"  # the site never stopped
+    cluster.start_daemon(lab, "node1")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 30, "node1 to adopt the group")
+    assert history(lab, "node1", "GroupAdopted")
+    assert cluster.sh(lab, "node1", "cat /run/kembar/web-site.pid").strip() == site_pid

@@ -49,7 +49,9 @@ def daemon(config: str | None, node: str | None, run_dir: str, state_dir: str) -
         f"%(asctime)s {me} %(name)s %(levelname)s: %(message)s"))
     queue: Queue[logging.LogRecord] = Queue()
     listener = QueueListener(queue, handler)
-    logging.basicConfig(level=logging.INFO, handlers=[QueueHandler(queue)])
+    to_queue = QueueHandler(queue)
+    to_queue.setFormatter(logging.Formatter("%(message)s"))  # the real format is handler's
+    logging.basicConfig(level=logging.INFO, handlers=[to_queue])
     listener.start()
     try:
         run_daemon(cfg, me, run_dir, state_dir)

@@ -139,6 +139,8 @@ class Manager:
         log.info("manager: %d group(s): %s", len(self.specs), ", ".join(
             f"{s.name} (preferred {s.preferred}, auto_failback "
             f"{'on' if s.auto_failback else 'off'})" for s in self.specs))
+        for spec in self.specs:
+            await self._probe(spec.name)
         poll = asyncio.create_task(self._poll_disks())
         try:
             while not self._stopping:
@@ -214,6 +216,40 @@ class Manager:
     def _check_peer(self, disk: str) -> str:
         with DiskClient(disk, self.run_dir, timeout=10.0) as c:
             return str(c.control("check-peer", timeout=self.check_timeout))
+
+    async def _probe(self, group: str) -> None:
+        """At start, ask every resource of the group whether it runs here (a daemon that
+        was killed leaves its group running): all of them → the group is adopted and
+        monitored; some → they are stopped, so that the group starts clean wherever the
+        policy puts it; none → stopped, as expected."""
+        loc = self.local[group]
+        agents = self._agents(group)
+        found, owned = [], 0
+        for agent, r in zip(agents, self.cfg.groups[group].resources):
+            if r.type == "probe":
+                continue  # it sees what clients see: possibly the other node's group
+            owned += 1
+            try:
+                running = await asyncio.to_thread(agent.monitor, r.timeout)
+            except (AgentError, KembarError) as exc:
+                running = True  # unknown state: treat as running (it gets stopped)
+                log.warning("%s: probe of %s: %s", group, agent.name, exc)
+            if running:
+                found.append(agent.name)
+        if not found:
+            return
+        loc.agents = agents
+        if len(found) == owned:
+            log.warning("%s: found running here at start (all its resources): adopted", group)
+            loc.state = "running"
+            self.record({"event": "GroupAdopted", "group": group,
+                         "text": f"{group} found running at start: adopted"})
+            self._spawn(self._monitor(group))
+            return
+        log.warning("%s: partly running at start (%s): stopping it first", group,
+                    ", ".join(found))
+        loc.state = "running"
+        await self._stop(group, f"found partly running at start ({', '.join(found)})")
 
     def _round(self) -> None:
         members = self.members()

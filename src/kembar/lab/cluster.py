@@ -25,6 +25,7 @@ DISK = "r0"
 MOUNT = "/srv/data"
 SITE_PORT = 80
 SITE_PID = "/run/kembar/site.pid"
+LOCAL_SITE = "/var/lib/kembar/site"  # the site's data without a replicated disk
 
 
 MEDIA = ("bcast", "ucast", "mcast", "two")
@@ -77,7 +78,7 @@ def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bo
                     f'directory = "{MOUNT}"', 'fstype = "ext4"'])
     res.append(['type = "service"', 'name = "site"',
                 f'command = ["{python}", "-m", "kembar.lab.site", "serve", "--data", '
-                f'"{MOUNT if disk else "/var/lib/kembar/site"}", "--bind", '
+                f'"{MOUNT if disk else LOCAL_SITE}", "--bind", '
                 f'"0.0.0.0:{SITE_PORT}"]', f'monitor_interval = "{monitor}"',
                 f"restarts = {restarts}", 'timeout = "30s"'])
     res.append(['type = "ip"', f'address = "{plan.vip}/{PREFIXLEN}"', 'interface = "eth0"',
@@ -243,6 +244,13 @@ def prepare_site(lab: Lab, node: str = "node1") -> None:
     first_primary(lab, node)
     make_site(lab, node)
     sh(lab, node, f"umount {MOUNT} && kembar disk secondary {DISK}")
+
+
+def prepare_local_site(lab: Lab) -> None:
+    """The site's data directory on every node's own disk (for a group without a disk:
+    the site + VIP group)."""
+    for node in lab.plan.node_names:
+        sh(lab, node, f"mkdir -p {LOCAL_SITE}")
 
 
 def groups_status(lab: Lab, node: str) -> dict[str, Any]:
