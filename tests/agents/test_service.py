@@ -182,3 +182,57 @@ esac
         agent.monitor(5)
     assert (bin_dir / "calls").read_text().split("\n")[:3] == [
         "is-active kb-agt-web", "start kb-agt-web", "is-active kb-agt-web"]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_start_waits_until_the_command_listens(ctx: AgentContext, started: list[int]) -> None:
+    """With `listen`, start returns only once the port listens (the VIP after it is never
+    up before the service): here the server binds 0.6 s after it started."""
+    port = _free_port()
+    late = [sys.executable, "-c", "import socket, time; time.sleep(0.6); s = socket.socket(); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-late",
+                                              command=late, listen=port))
+    agent = make_agent(res, ctx)
+    t0 = time.monotonic()
+    agent.start(5)
+    assert isinstance(agent, CommandService) and agent.child is not None
+    started.append(agent.child.pid)
+    from kembar.agents.service import listening
+    assert time.monotonic() - t0 >= 0.5 and listening(port)
+    agent.stop(5)
+    # a command that dies before it listens fails its start, with its output
+    dies = [sys.executable, "-c", "import time, sys; time.sleep(0.4); print('no db'); "
+            "sys.exit(3)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-dies",
+                                              command=dies, listen=_free_port()))
+    with pytest.raises(AgentError, match=r"exited \(status 3\) before listening.*no db"):
+        make_agent(res, ctx).start(5)
+
+
+def test_stop_signal(ctx: AgentContext, started: list[int]) -> None:
+    """A command that shuts down slowly on SIGTERM but at once on SIGQUIT (gunicorn)."""
+    slow = [sys.executable, "-c", "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: time.sleep(3) or sys.exit(0))\n"
+            "signal.signal(signal.SIGQUIT, lambda *a: sys.exit(0))\n"
+            "print('ready', flush=True)\ntime.sleep(60)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-quit",
+                                              command=slow, stop_signal="quit"))
+    assert res.stop_signal == "SIGQUIT"
+    agent = make_agent(res, ctx)
+    agent.start(5)
+    assert isinstance(agent, CommandService) and agent.child is not None
+    started.append(agent.child.pid)
+    wait_for(lambda: "ready" in Path(ctx.run_dir, "kb-agt-g-kb-agt-quit.log").read_text(), 10)
+    t0 = time.monotonic()
+    agent.stop(10)
+    assert time.monotonic() - t0 < 1.0
+    for bad in ("SIGKILL", "SIGWHATEVER", "stop"):
+        with pytest.raises(Exception, match="not a signal"):
+            ServiceResource.model_validate(dict(type="service", name="x", stop_signal=bad))

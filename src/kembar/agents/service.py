@@ -55,6 +55,7 @@ class CommandService(Agent):
         self.logfile = os.path.join(ctx.run_dir, f"{base}.log")
         self.pidfile = os.path.join(ctx.run_dir, f"{base}.pid")
         self.child: subprocess.Popen[bytes] | None = None
+        self.stop_signal = signal.Signals[resource.stop_signal]
 
     # -- who is running
 
@@ -102,11 +103,27 @@ class CommandService(Agent):
         try:
             rc = self.child.wait(min(SETTLE, deadline.left() / 4))
         except subprocess.TimeoutExpired:
+            if self.resource.listen is not None:
+                self._wait_listening(self.resource.listen, deadline)
             log.info("%s: started (pid %d)", self.name, self.child.pid)
             return
         self._remove_pidfile()
         raise AgentError(f"{self.name}: exited at once (status {rc}; a supervised command "
                          f"must stay in the foreground): {self._log_tail()}")
+
+    def _wait_listening(self, port: int, deadline: Deadline) -> None:
+        """Until a TCP socket listens on ``port`` here, or the child dies, or time is up."""
+        child = self.child
+        assert child is not None
+        while not listening(port):
+            if child.poll() is not None:
+                self._remove_pidfile()
+                raise AgentError(f"{self.name}: exited (status {child.returncode}) before "
+                                 f"listening on port {port}: {self._log_tail()}")
+            if deadline.left() <= 0.05:
+                raise AgentError(f"{self.name}: nothing listens on port {port} yet "
+                                 "(start timed out)")
+            time.sleep(0.01)
 
     def stop(self, timeout: float) -> None:
         deadline = Deadline(timeout)
@@ -128,11 +145,12 @@ class CommandService(Agent):
     def _stop_child(self, child: subprocess.Popen[bytes], deadline: Deadline,
                     grace: float) -> None:
         if child.poll() is None:
-            _killpg(child.pid, signal.SIGTERM)
+            _killpg(child.pid, self.stop_signal)
             try:
                 child.wait(grace)
             except subprocess.TimeoutExpired:
-                log.warning("%s: still running %.1fs after SIGTERM; SIGKILL", self.name, grace)
+                log.warning("%s: still running %.1fs after %s; SIGKILL", self.name, grace,
+                            self.stop_signal.name)
         _killpg(child.pid, signal.SIGKILL)  # the child, or stragglers in its group
         try:
             child.wait(max(deadline.left(), 0.01))
@@ -144,7 +162,7 @@ class CommandService(Agent):
         group = _pgid(pid) == pid
         kill = _killpg if group else os.kill
         try:
-            kill(pid, signal.SIGTERM)
+            kill(pid, self.stop_signal)
         except ProcessLookupError:
             return
         until = time.monotonic() + grace
@@ -181,6 +199,22 @@ class CommandService(Agent):
                 return last_line(fh.read().decode(errors="replace")) or "(no output)"
         except OSError:
             return "(no log)"
+
+
+def listening(port: int) -> bool:
+    """Whether a TCP socket (IPv4 or IPv6) listens on ``port`` in this network namespace."""
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) > 3 and parts[3] == "0A" and parts[1].endswith(want):
+                        return True
+        except OSError:
+            continue
+    return False
 
 
 def _killpg(pgid: int, sig: int) -> None:

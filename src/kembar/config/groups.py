@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import signal
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, \
@@ -108,6 +109,20 @@ class ServiceResource(_Common):
     type: Literal["service"]
     name: StrictStr  # a systemd unit or an /etc/init.d script
     command: list[StrictStr] | None = None  # or a command kembar starts and supervises
+    # for a command: the signal that stops it (e.g. SIGQUIT: gunicorn's quick shutdown —
+    # the VIP is gone before a service stops, no client is left to be served gracefully)
+    stop_signal: StrictStr = "SIGTERM"
+    # for a command: its start is done only once a socket listens on this TCP port (so the
+    # VIP that follows is never up before the service answers: no "connection refused")
+    listen: StrictInt | None = Field(None, ge=1, le=65535)
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        name = value.upper() if value.upper().startswith("SIG") else f"SIG{value.upper()}"
+        if name not in signal.Signals.__members__ or name in ("SIGKILL", "SIGSTOP"):
+            raise ValueError(f"not a signal that stops a service: {value!r}")
+        return name
 
     def describe(self) -> str:
         return f"service {self.name}"

@@ -79,7 +79,8 @@ def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bo
     res.append(['type = "service"', 'name = "site"',
                 f'command = ["{python}", "-m", "kembar.lab.site", "serve", "--data", '
                 f'"{MOUNT if disk else LOCAL_SITE}", "--bind", '
-                f'"0.0.0.0:{SITE_PORT}"]', f'monitor_interval = "{monitor}"',
+                f'"0.0.0.0:{SITE_PORT}"]', f"listen = {SITE_PORT}",
+                'stop_signal = "SIGQUIT"', f'monitor_interval = "{monitor}"',
                 f"restarts = {restarts}", 'timeout = "30s"'])
     res.append(['type = "ip"', f'address = "{plan.vip}/{PREFIXLEN}"', 'interface = "eth0"',
                 f'monitor_interval = "{monitor}"'])
