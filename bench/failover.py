@@ -22,10 +22,7 @@ VIP group and under 1 s for the full group.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from typing import Any
 from kembar.demo import get
 from kembar.lab import cluster
 from kembar.lab.lab import Lab
-from kembar.lab.poll import outages
+from kembar.lab.poll import ClientPoller, outages
 
 LAB = "benchfo"
 TIMINGS = {"paper": ("2s", "15s"), "fast": ("10ms", "50ms")}
@@ -45,23 +42,16 @@ def seconds(text: str) -> float:
     return to_seconds(text)
 
 
-class Poll:
-    def __init__(self, lab: Lab, out: Path) -> None:
-        self.out = out
-        out.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(lab.exec_argv("client", [
-            sys.executable, "-m", "kembar.lab.poll", f"http://{lab.plan.vip}/health",
-            str(out), "--interval", "0.05", "--timeout", "0.2"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
-            time.sleep(0.05)
+class Poll(ClientPoller):
+    _n = 0
+
+    def __init__(self, lab: Lab, work: Path) -> None:
+        Poll._n += 1  # a file of its own per poll
+        super().__init__(lab, work / f"poll-{Poll._n}.jsonl")
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.3)  # a few good polls after the first one
-        self.proc.terminate()
-        self.proc.wait(10)
-        return [json.loads(x) for x in self.out.read_text().splitlines() if x.strip()]
+        return super().stop()
 
 
 def _gap(recs: list[dict[str, Any]]) -> float:
@@ -111,7 +101,7 @@ def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
     try:
         for i in range(runs):
             # crash
-            poll = Poll(lab, work / "poll.jsonl")
+            poll = Poll(lab, work)
             time.sleep(0.5)
             t0 = time.time()
             lab.crash("node1")
@@ -122,18 +112,18 @@ def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
                 res["detection"].append(dead["time"] - t0)
             if started is not None:
                 res["start"].append(started["took"])
-            poll = Poll(lab, work / "poll.jsonl")
+            poll = Poll(lab, work)
             lab.boot("node1")
             _serving(lab, "node1", 300)
             res["crash_failback"].append(_gap(poll.stop()))
             # clean stop
-            poll = Poll(lab, work / "poll.jsonl")
+            poll = Poll(lab, work)
             time.sleep(0.5)
             pid = cluster.daemon_status(lab, "node1")["pid"]
             cluster.sh(lab, "node1", f"kill -TERM {pid}")
             _serving(lab, "node2", 120)
             res["clean"].append(_gap(poll.stop()))
-            poll = Poll(lab, work / "poll.jsonl")
+            poll = Poll(lab, work)
             cluster.start_daemon(lab, "node1")
             _serving(lab, "node1", 300)
             res["clean_failback"].append(_gap(poll.stop()))

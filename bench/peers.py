@@ -76,7 +76,7 @@ from kembar.errors import KembarError
 from kembar.lab import cluster, machine
 from kembar.lab.lab import Lab
 from kembar.lab.names import PREFIXLEN
-from kembar.lab.poll import outages
+from kembar.lab.poll import ClientPoller, outages
 
 LAB = "peers"
 TIMINGS: dict[str, tuple[str, str, str]] = {
@@ -126,30 +126,8 @@ def _stats(xs: list[float]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ the client
 
-class Poll:
-    """``kembar.lab.poll`` on the client into ``out`` (a file under the lab's directory,
-    which the client sees as the host does: /tmp is shared)."""
-
-    def __init__(self, lab: Lab, out: Path) -> None:
-        self.out = out
-        out.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(lab.exec_argv("client", [
-            sys.executable, "-m", "kembar.lab.poll", f"http://{lab.plan.vip}/health",
-            str(out), "--interval", "0.05", "--timeout", "0.2"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def records(self) -> list[dict[str, Any]]:
-        out = []
-        try:
-            text = self.out.read_text()
-        except FileNotFoundError:
-            return []
-        for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:  # the line being written
-                pass
-        return out
+class Poll(ClientPoller):
+    """The client's poller (``kembar.lab.poll.ClientPoller``), and when a node served."""
 
     def served(self, node: str, since: float, timeout: float, what: str) -> float:
         """The time of the first good reply from ``node`` at or after ``since``."""
@@ -164,23 +142,6 @@ class Poll:
         last = (self.records() or [{}])[-1]
         raise KembarError(f"timed out after {timeout:.0f} s waiting for {what} "
                           f"(last poll: {last})")
-
-    def stop(self) -> list[dict[str, Any]]:
-        """SIGTERM the poller itself (nsenter does not pass signals on), by its PID."""
-        if self.proc.poll() is None:
-            kids = machine.children(self.proc.pid)
-            for pid in kids:
-                os.kill(pid, signal.SIGTERM)
-            if not kids:
-                self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                for pid in machine.children(self.proc.pid):
-                    os.kill(pid, signal.SIGKILL)
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.records()
 
 
 class LogWatch:

@@ -25,6 +25,9 @@ Sections:
   failover    (bench/failover.py) the client-visible outage through the VIP for a crash,
           a clean stop and the failbacks, per timing (paper 2s/15s, fast 10ms/50ms) and
           group (site + VIP; disk + fs + site + VIP), --failover-runs each (default 10).
+  peers   (bench/peers.py) Heartbeat 3.0.6 and keepalived 2.2.7 measured the same way in
+          the same lab (site + VIP): paper, 10ms/30ms/50ms and 200ms/500ms/1s timings;
+          advert_int 0.1 and 1; --failover-runs each.
 
 Page-cache state of every figure: "cold" = `sync; echo 3 > /proc/sys/vm/drop_caches`, 1 s
 sleep, then measure; "cached" = the same writes again over data already in the page cache.
@@ -61,6 +64,7 @@ if __name__ == "__main__":  # bench/fs.py does `import run`: give it this module
 import failover  # noqa: E402 - after the alias above
 import fs  # noqa: E402
 import membership  # noqa: E402
+import peers  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = MiB
@@ -72,7 +76,7 @@ AIM_SYNC = 0.8  # baseline time / sync time, at least
 AIM_RESYNC = 0.05  # resync time / full sync time, below
 AIM_RSS_MIB = 100  # per disk process, below
 RESYNC_CHANGED = 10  # MiB changed while disconnected
-SECTIONS = ("writes", "sync", "resync", "memory", "fs", "membership", "failover")
+SECTIONS = ("writes", "sync", "resync", "memory", "fs", "membership", "failover", "peers")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 LOGS = RESULTS.parent / "logs"  # the disk logs of the last run
 
@@ -599,6 +603,8 @@ def report(res: dict[str, Any]) -> None:
         membership.report(res["membership"])
     if res.get("failover"):
         failover.report(res["failover"])
+    if res.get("peers"):
+        peers.report(res["peers"])
     for n in res.get("notes", []):
         con.print(f"note: {n}", markup=False)
 
@@ -723,6 +729,14 @@ def main(argv: list[str] | None = None) -> int:
             res["failover"] = failover.bench_failover(base, args.failover_runs,
                                                       args.failover_timing_list,
                                                       args.failover_group_list)
+        if "peers" in args.sections:
+            res["peers"] = []
+            for tm in peers.TIMINGS.values():
+                for sc in peers.SCENARIOS:
+                    res["peers"].append(peers.measure_heartbeat(tm, args.failover_runs, sc))
+            for adv in peers.ADVERTS:
+                for sc in peers.SCENARIOS:
+                    res["peers"].append(peers.measure_keepalived(adv, args.failover_runs, sc))
     finally:
         for pair in PAIRS:
             pair.cleanup()

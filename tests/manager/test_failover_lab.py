@@ -4,8 +4,6 @@ site and the VIP, with a client polling the VIP over HTTP all along."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -15,31 +13,11 @@ import pytest
 from kembar.demo import Shopper, get
 from kembar.lab import cluster
 from kembar.lab.lab import Lab
+from kembar.lab.poll import ClientPoller as Poller
 from kembar.lab.poll import outages
 
 pytestmark = pytest.mark.slow
 KEEPALIVE, DEADTIME = 0.1, 0.5
-
-
-class Poller:
-    """``kembar.lab.poll`` on the client, every 50 ms, into a file."""
-
-    def __init__(self, lab: Lab, out: Path) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(lab.exec_argv("client", [
-            sys.executable, "-m", "kembar.lab.poll", f"http://{lab.plan.vip}/health", str(out),
-            "--interval", "0.05", "--timeout", "0.5"]), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        return [json.loads(x) for x in self.out.read_text().splitlines() if x.strip()]
-
-    def stop(self) -> list[dict[str, Any]]:
-        self.proc.terminate()
-        self.proc.wait(10)
-        return self.records()
 
 
 def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool = False,
@@ -64,15 +42,13 @@ def poller(tmp_path: Path) -> Iterator[Callable[[Lab], Poller]]:
     made: list[Poller] = []
 
     def make(lab: Lab) -> Poller:
-        p = Poller(lab, tmp_path / f"poll{len(made)}.jsonl")
+        p = Poller(lab, tmp_path / f"poll{len(made)}.jsonl", timeout=0.5)
         made.append(p)
         return p
 
     yield make
     for p in made:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(10)
+        p.stop()
 
 
 def history(lab: Lab, node: str, kind: str) -> list[dict[str, Any]]:

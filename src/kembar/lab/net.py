@@ -9,6 +9,7 @@ the switch namespace.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 
@@ -72,7 +73,8 @@ def plug(plan: Plan, machine: str) -> None:
     with NetNS(ns) as mns:
         for link, address in m.addresses.items():
             nic = mns.link_lookup(ifname=NIC[link])[0]
-            mns.addr("add", index=nic, address=address, prefixlen=PREFIXLEN)
+            brd = str(ipaddress.ip_interface(f"{address}/{PREFIXLEN}").network.broadcast_address)
+            mns.addr("add", index=nic, address=address, prefixlen=PREFIXLEN, broadcast=brd)
             mns.link("set", index=nic, state="up")
 
 

@@ -14,11 +14,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from kembar.lab.lab import Lab
 
 
 def poll_once(host: str, port: int, path: str, timeout: float) -> tuple[bool, str, str]:
@@ -51,6 +57,54 @@ def outages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "before": last_ok["node"], "after": rec["node"]})
         last_ok, failed = rec, 0
     return out
+
+
+class ClientPoller:
+    """This poller, run on the lab's client from the host, into ``out`` (a file the
+    client sees as the host does: /tmp and /var/tmp are shared); ``stop`` ends it by its
+    own PID (nsenter does not pass signals on to the program it runs)."""
+
+    def __init__(self, lab: Lab, out: Path, path: str = "/health", interval: float = 0.05,
+                 timeout: float = 0.2) -> None:
+        self.out = out
+        out.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(lab.exec_argv("client", [
+            sys.executable, "-m", "kembar.lab.poll", f"http://{lab.plan.vip}{path}", str(out),
+            "--interval", str(interval), "--timeout", str(timeout)]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.records() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            text = self.out.read_text()
+        except FileNotFoundError:
+            return []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # the line being written
+                pass
+        return out
+
+    def stop(self) -> list[dict[str, Any]]:
+        from kembar.lab.machine import children
+        if self.proc.poll() is None:
+            kids = children(self.proc.pid)
+            for pid in kids:
+                os.kill(pid, signal.SIGTERM)
+            if not kids:
+                self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                for pid in children(self.proc.pid):
+                    os.kill(pid, signal.SIGKILL)
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.records()
 
 
 def main(argv: list[str] | None = None) -> int:
