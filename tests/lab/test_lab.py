@@ -210,5 +210,5 @@ def test_the_power_switch_fences_with_the_secret_only(make_lab: Callable[..., La
     assert not lab.powered("node1")
     res = lab.run("node2", power + ["off", "node1"] + secret)
     assert res.returncode == 0 and "already off" in res.stdout
-    assert lab.run("client", power + ["status", "node1"] + secret).stdout.strip() == \
-        "node1: off"
+    res = lab.run("client", power + ["status", "node1"] + secret)
+    assert res.stdout.strip() == "node1: off", res.stderr

@@ -29,6 +29,7 @@ POWER_HOST = 254  # the lab's network power switch (fencing), on the switch itse
 POWER_ADDRESS = f"{PUBLIC_NET}.{POWER_HOST}"
 LINKS = ("public", "private")
 BRIDGE = {"public": "br-pub", "private": "br-priv"}
+BRIDGE_MAC = {"public": "02:00:c6:12:00:fe", "private": "02:00:c6:12:01:fe"}  # local admin
 NIC = {"public": "eth0", "private": "eth1"}
 DISK_IN_NODE = "/mnt/vdb"  # a node's second disk, as the node sees it
 

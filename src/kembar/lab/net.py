@@ -17,8 +17,8 @@ from pyroute2 import NetNS, netns
 
 from kembar.errors import KembarError
 from kembar.lab.machine import NETNS_DIR
-from kembar.lab.names import (BRIDGE, NIC, POWER_ADDRESS, PREFIXLEN, Cut, Plan, port_name,
-                              ruleset)
+from kembar.lab.names import (BRIDGE, BRIDGE_MAC, NIC, POWER_ADDRESS, PREFIXLEN, Cut, Plan,
+                              port_name, ruleset)
 
 
 def existing(prefix: str) -> list[str]:
@@ -46,7 +46,11 @@ def wire(plan: Plan) -> None:
     with NetNS(plan.switch_ns) as sw:
         sw.link("set", index=sw.link_lookup(ifname="lo")[0], state="up")
         for link in plan.links:
-            sw.link("add", ifname=BRIDGE[link], kind="bridge")
+            # A fixed MAC: a bridge otherwise takes its ports' lowest one, which changes
+            # when a machine's cable is unplugged — and the power switch's address on the
+            # bridge would then be unreachable until the others' ARP entries expire.
+            sw.link("add", ifname=BRIDGE[link], kind="bridge",
+                    address=BRIDGE_MAC[link])
             br = sw.link_lookup(ifname=BRIDGE[link])[0]
             sw.link("set", index=br, state="up")
             if link == "public":  # the power switch's address (kembar.lab.power)
