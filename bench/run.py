@@ -24,7 +24,9 @@ Sections:
   membership  (bench/membership.py) crash -> "node dead" latency per timing; a soak.
   failover    (bench/failover.py) the client-visible outage through the VIP for a crash,
           a clean stop and the failbacks, per timing (paper 2s/15s, fast 10ms/50ms) and
-          group (site + VIP; disk + fs + site + VIP), --failover-runs each (default 10).
+          group (site + VIP; the site on both nodes + VIP; disk + fs + site + VIP),
+          --failover-runs each (default 10); then a client that ignores gratuitous ARP,
+          without and with a virtual MAC (--failover-garp-runs, default 3).
   peers   (bench/peers.py) Heartbeat 3.0.6 and keepalived 2.2.7 measured the same way in
           the same lab (site + VIP): paper, 10ms/30ms/50ms and 200ms/500ms/1s timings;
           advert_int 0.1 and 1; --failover-runs each.
@@ -644,8 +646,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "--quick 1)")
     ap.add_argument("--failover-timings", default="paper,fast",
                     help="failover timings: paper (2s/15s), fast (10ms/50ms)")
-    ap.add_argument("--failover-groups", default="vip,full",
-                    help="failover groups: vip (site + VIP), full (disk, fs, site, VIP)")
+    ap.add_argument("--failover-groups", default="vip,clone,full",
+                    help="failover groups: vip (site + VIP), clone (the site on both nodes, "
+                         "only the VIP moves), full (disk, fs, site, VIP)")
+    ap.add_argument("--failover-garp-runs", type=int, help="crashes with a client that "
+                    "ignores gratuitous ARP, without and with a virtual MAC (default 3, "
+                    "--quick 0; about a minute each without)")
     args = ap.parse_args(argv)
     default = "16M,32M" if args.quick else "100M,500M,1G"
     args.size_list = [parse_size(s) for s in (args.sizes or default).split(",") if s]
@@ -673,6 +679,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.membership_soak = 10.0 if args.quick else 600.0
     if args.failover_runs is None:
         args.failover_runs = 1 if args.quick else 10
+    if args.failover_garp_runs is None:
+        args.failover_garp_runs = 0 if args.quick else 3
+    if args.failover_garp_runs < 0:
+        ap.error("--failover-garp-runs must be at least 0")
     args.failover_timing_list = [t for t in args.failover_timings.split(",") if t]
     args.failover_group_list = [g for g in args.failover_groups.split(",") if g]
     if set(args.failover_timing_list) - set(failover.TIMINGS) or \
@@ -728,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         if "failover" in args.sections:
             res["failover"] = failover.bench_failover(base, args.failover_runs,
                                                       args.failover_timing_list,
-                                                      args.failover_group_list)
+                                                      args.failover_group_list,
+                                                      args.failover_garp_runs)
         if "peers" in args.sections:
             res["peers"] = []
             for tm in peers.TIMINGS.values():

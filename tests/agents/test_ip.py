@@ -85,7 +85,7 @@ class Net:
 
     def addrs(self, ifname: str = "kb-agt-a") -> list[str]:
         data = json.loads(sh("ip", "-4", "-n", self.ns, "-j", "addr", "show", "dev", ifname))
-        return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"]]
+        return [f"{a['local']}/{a['prefixlen']}" for d in data for a in d["addr_info"]]
 
     def mac(self) -> str:
         data = json.loads(sh("ip", "-n", self.ns, "-j", "link", "show", "dev", "kb-agt-a"))
@@ -201,3 +201,42 @@ def test_an_address_held_by_another_interface_is_refused(net: Net) -> None:
     run = net.run_agent({"address": f"{VIP}/24", "interface": "kb-agt-a"}, "start", "monitor")
     start, monitor = (r[1] for r in run["results"])
     assert "already on lo" in start and monitor is False
+
+
+def test_a_virtual_mac_moves_with_the_address(net: Net) -> None:
+    """``vmac``: the address on a macvlan with the virtual MAC; the announcements and the
+    answers to ARP come from that MAC only; stop removes the macvlan."""
+    vmac = "02:6b:c6:12:c8:64"  # "auto" for 198.18.200.100
+    spec = {"address": f"{VIP}/24", "interface": "kb-agt-a", "vmac": "auto",
+            "arp_count": 2, "arp_interval": 0.2}
+    cap = Capture(net, VIP, want=4)
+    run = net.run_agent(spec, "monitor", "start", "monitor", "start")
+    assert [r[1] for r in run["results"]] == [False, None, True, None]
+    vname = "kbvc612c864"
+    link = json.loads(sh("ip", "-n", net.ns, "-j", "-d", "link", "show", "dev", vname))[0]
+    assert link["address"] == vmac and link["linkinfo"]["info_kind"] == "macvlan"
+    assert net.addrs(vname) == [f"{VIP}/24"] and net.addrs() == ["198.18.200.1/24"]
+    frames = cap.frames()
+    assert len(frames) == 4 and {f[1] for f in frames} == {vmac.replace(":", "")}
+    for key, want in (("kb-agt-a/arp_ignore", "1"), ("kb-agt-a/arp_announce", "2"),
+                      (f"{vname}/arp_ignore", "1"), (f"{vname}/rp_filter", "0")):
+        got = sh("ip", "netns", "exec", net.ns, "cat", f"/proc/sys/net/ipv4/conf/{key}")
+        assert got.strip() == want, key
+    # the peer asks who has the address: only the virtual MAC answers
+    sh("ip", "-n", net.peer, "neigh", "flush", "all")
+    sh("ip", "netns", "exec", net.peer, "ping", "-c", "1", "-W", "2", VIP)
+    neigh = json.loads(sh("ip", "-n", net.peer, "-j", "neigh", "show", VIP))
+    assert [n["lladdr"] for n in neigh] == [vmac]
+    run = net.run_agent(spec, "stop", "stop", "monitor")
+    assert [r[1] for r in run["results"]] == [None, None, False]
+    assert vname not in sh("ip", "-n", net.ns, "link", "show")
+
+
+def test_a_foreign_interface_with_the_macvlan_name_is_refused(net: Net) -> None:
+    sh("ip", "-n", net.ns, "link", "add", "kbvc612c864", "link", "kb-agt-a", "type",
+       "macvlan", "mode", "bridge")
+    run = net.run_agent({"address": f"{VIP}/24", "interface": "kb-agt-a", "vmac": "auto"},
+                        "start", "monitor")
+    start, monitor = (r[1] for r in run["results"])
+    assert "kbvc612c864 exists with MAC" in start and monitor is False
+    assert net.addrs("kbvc612c864") == []

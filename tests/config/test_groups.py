@@ -96,3 +96,45 @@ def test_bad_groups_give_one_clear_error(change: tuple[str, str], message: str) 
 def test_a_group_without_resources_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"at least one resource"):
         parse_cluster(BASE + '[groups.web]\npreferred = "node1"\nresources = []\n')
+
+
+CLONED = BASE + """
+[groups.web]
+preferred = "node1"
+[[groups.web.resources]]
+type = "service"
+name = "site"
+command = ["gunicorn", "site:app"]
+clone = true
+[[groups.web.resources]]
+type = "script"
+path = "/etc/ha.d/resource.d/cache"
+clone = true
+[[groups.web.resources]]
+type = "ip"
+address = "198.18.0.100/24"
+"""
+
+
+def test_clones_come_first_and_are_counted() -> None:
+    g = parse_cluster(CLONED).groups["web"]
+    assert g.clone_count == 2
+    assert parse_cluster(GROUP).groups["web"].clone_count == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    # a clone after a resource that moves: it would lack what comes before it elsewhere
+    (GROUP.replace('timeout = "20s"', 'timeout = "20s"\nclone = true'),
+     r"resource 3 \(service site\) is a clone after one that is not \(disk r0\)"),
+    # only clones: nothing moves, so the group would have no owner worth the name
+    (CLONED.replace('type = "ip"\naddress = "198.18.0.100/24"\n',
+                    'type = "script"\npath = "/x"\nclone = true\n'),
+     r"every resource is a clone"),
+    (CLONED.replace("clone = true", 'clone = "yes"', 1), r"clone"),
+    # only services and scripts can be clones
+    (CLONED.replace('address = "198.18.0.100/24"', 'address = "198.18.0.100/24"\nclone = true'),
+     r"clone"),
+])
+def test_bad_clones_give_one_clear_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_cluster(text)

@@ -9,6 +9,7 @@ from typing import Callable
 
 import pytest
 
+from kembar.errors import KembarError
 from kembar.lab.pair import MiB, Pair, wait_for
 
 PATIENT = {"timeout": "30s", "ping_int": "60s", "ping_timeout": "20s"}
@@ -136,6 +137,11 @@ def test_check_peer_drops_a_silent_primary_so_the_secondary_can_be_promoted(
     p.start_fresh()
     assert "answers" in p.kembar("n2", "check-peer", "r0").stdout
     assert p.st("n2")["peer"]["connection"] == "Connected"
+    for bad in (0, -1, 61, "1", True, [1]):
+        with p.client("n2") as c, pytest.raises(KembarError, match=r"timeout: a number of "
+                                                                 r"seconds in \(0, 60\]"):
+            c.control("check-peer", timeout=bad)
+    assert p.st("n2")["peer"]["connection"] == "Connected"  # the refusals changed nothing
     res = p.kembar("n2", "primary", "r0", check=False)
     assert res.returncode != 0 and "peer n1 is Primary" in res.stderr
     os.kill(p.pid("n1"), signal.SIGSTOP)

@@ -321,6 +321,17 @@ def test_serve_rejects_a_malformed_bind(tmp_path: Path, bind: str, capsys: pytes
     assert len(err) == 1 and err[0].startswith("kembar-site: error: --bind")
 
 
+@pytest.mark.parametrize("option", [["--graceful-timeout", "-1"],
+                                    ["--graceful-timeout", "soon"], ["--workers", "0"]])
+def test_serve_rejects_bad_numbers(tmp_path: Path, option: list[str],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--data", str(tmp_path), "--bind", "127.0.0.1:8080", *option])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("kembar-site: error: ") and option[0] in err[0]
+
+
 def test_init_only_initialises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["init", "--data", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalogue.json", "shop.db"]

@@ -4,6 +4,7 @@ site and the VIP, with a client polling the VIP over HTTP all along."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -114,6 +115,17 @@ def test_auto_failback_off_standby_and_takeover_both_ways(
     assert get(lab, "/health")[1] == "node2"
     cluster.sh(lab, "node1", "kembar online")
     time.sleep(2)  # auto_failback off: node2 keeps it
+    assert cluster.runs_on(lab) == ["node2"]
+    # bad requests: refused with a clear message, nothing moves
+    for verb in ("takeover", "cleanup"):
+        res = lab.run("node1", ["kembar", verb, "nosuch"])
+        assert res.returncode != 0 and "no group nosuch (known: web)" in res.stderr, res
+    raw = ("import sys; from kembar.daemon.control import request\n"
+           "try:\n    request('/run/kembar', {'op': 'takeover', 'groups': 'web'})\n"
+           "except Exception as exc:\n    print(exc)\n")
+    assert "groups: a list of group names" in cluster.sh(
+        lab, "node1", f"{sys.executable} -c \"{raw}\"")
+    time.sleep(1)
     assert cluster.runs_on(lab) == ["node2"]
     out = cluster.sh(lab, "node1", "kembar takeover web --wait 60")
     assert "web running here" in out
@@ -244,3 +256,97 @@ def test_a_killed_daemon_finds_its_group_running_and_adopts_it(
     cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 30, "node1 to adopt the group")
     assert history(lab, "node1", "GroupAdopted")
     assert cluster.sh(lab, "node1", "cat /run/kembar/web-site.pid").strip() == site_pid
+
+
+def test_a_cloned_web_server_runs_on_both_nodes_and_only_the_vip_moves(
+        make_lab: Callable[..., Lab], poller: Callable[[Lab], Poller]) -> None:
+    """``clone = true`` on the site: it runs on both nodes (keepalived's setup), the group's
+    moves only move the VIP; a clone that dies where the group is not is restarted there;
+    standby and a stopped daemon stop it."""
+    lab = make_lab(disk_size=16 * 2**20)
+    mt = cluster.membership_toml(lab.plan, "bcast", keepalive="100ms", deadtime="500ms",
+                                 initdead="3s")
+    gt = cluster.group_toml(lab.plan, disk=False, probe=False, clone=True, monitor="500ms")
+    cluster.install(lab, membership=mt, groups=gt, disk=False)
+    cluster.prepare_local_site(lab)
+    for n in lab.plan.node_names:
+        cluster.start_daemon(lab, n)
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group on node1")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the VIP to answer")
+
+    def site_pid(node: str) -> int | None:
+        res = lab.run(node, ["sh", "-c", "p=$(cat /run/kembar/web-site.pid) && "
+                                         "kill -0 $p && echo $p"])
+        return int(res.stdout) if res.returncode == 0 and res.stdout.strip() else None
+
+    cluster.wait(lambda: site_pid("node2") is not None, 30, "the clone on node2")
+    pids = {n: site_pid(n) for n in lab.plan.node_names}
+    assert "running (clone)" in cluster.sh(lab, "node2", "kembar status")
+    # a takeover moves the VIP only: both sites keep running, neither restarted
+    poll = poller(lab)
+    cluster.sh(lab, "node2", "kembar takeover web --wait 60")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node2", 20, "node2 on the VIP")
+    time.sleep(0.3)
+    poll.stop()
+    assert {n: site_pid(n) for n in lab.plan.node_names} == pids
+    stopped = history(lab, "node1", "GroupStopped")[-1]
+    assert [s["step"] for s in stopped["timeline"]][1].startswith("ip "), stopped
+    # the clone dies on node1, which does not run the group: restarted there
+    cluster.sh(lab, "node1", f"kill -KILL {pids['node1']}")
+    cluster.wait(lambda: site_pid("node1") not in (None, pids["node1"]), 30,
+                 "the clone restarted on node1")
+    failed = history(lab, "node1", "MonitorFailed")[-1]
+    assert "clone service site failed" in failed["text"]
+    assert cluster.runs_on(lab) == ["node2"]
+    # standby stops it; online starts it again
+    cluster.sh(lab, "node1", "kembar standby")
+    cluster.wait(lambda: site_pid("node1") is None, 30, "the clone stopped on node1")
+    cluster.sh(lab, "node1", "kembar online")
+    cluster.wait(lambda: site_pid("node1") is not None, 30, "the clone back on node1")
+    # a clean stop of node2's daemon: node1 takes the VIP; node2's clone stops after
+    pid = cluster.daemon_status(lab, "node2")["pid"]
+    cluster.sh(lab, "node2", f"kill -TERM {pid}")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 30, "node1 on the VIP")
+    cluster.wait(lambda: site_pid("node2") is None, 30, "node2's clone stopped")
+
+
+@pytest.mark.parametrize("vmac", [True, False])
+def test_a_virtual_mac_keeps_a_client_that_ignores_gratuitous_arp(
+        make_lab: Callable[..., Lab], poller: Callable[[Lab], Poller], vmac: bool) -> None:
+    """The client drops gratuitous ARP about the VIP: its ARP cache would keep node1's MAC
+    for the VIP until the entry goes stale (tens of seconds: the control case, without
+    ``vmac``).  With ``vmac`` the MAC moves with the VIP, so the client reaches node2 as
+    soon as node2 holds it."""
+    lab = make_lab(disk_size=16 * 2**20)
+    mt = cluster.membership_toml(lab.plan, "bcast", keepalive="100ms", deadtime="500ms",
+                                 initdead="3s")
+    gt = cluster.group_toml(lab.plan, disk=False, probe=False, clone=True, vmac=vmac)
+    cluster.install(lab, membership=mt, groups=gt, disk=False)
+    cluster.prepare_local_site(lab)
+    cluster.client_ignores_garp(lab)
+    for n in lab.plan.node_names:
+        cluster.start_daemon(lab, n)
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group on node1")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the VIP to answer")
+
+    def vip_mac() -> list[str]:
+        neigh = json.loads(cluster.sh(lab, "client", f"ip -j neigh show {lab.plan.vip}"))
+        return [n.get("lladdr", "") for n in neigh]
+
+    node1_mac = json.loads(cluster.sh(lab, "node1", "ip -j link show eth0"))[0]["address"]
+    assert vip_mac() == (["02:6b:c6:12:00:64"] if vmac else [node1_mac])
+    poll = poller(lab)
+    time.sleep(0.5)
+    t0 = time.time()
+    lab.crash("node1")
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 30, "node2 to take over")
+    if not vmac:
+        time.sleep(3)  # node2 has announced the VIP: the client did not listen
+        assert vip_mac() == [node1_mac]
+        assert not any(r["ok"] and r["node"] == "node2" for r in poll.stop())
+        return
+    cluster.wait(lambda: get(lab, "/health")[1] == "node2", 10, "node2 on the VIP")
+    assert time.time() - t0 < 10
+    time.sleep(0.3)
+    gaps = outages(poll.stop())
+    assert len(gaps) == 1 and gaps[0]["after"] == "node2", gaps

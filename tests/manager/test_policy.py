@@ -46,6 +46,9 @@ def test_auto_failback_waits_for_the_resync_then_hands_over_in_order() -> None:
     assert a.kind == "wait" and "Inconsistent" in a.why
     a = one(View((replace(N1, disk_synced=False), N2), (g,)))
     assert a.kind == "wait" and "resyncing" in a.why
+    # a group with clones: they run on node1 before the handover (no start to wait for)
+    a = one(View((replace(N1, ready=False), N2), (g,)))
+    assert a.kind == "wait" and "clones of web are not running on node1" in a.why
     a = one(View((N1, N2), (g,)))
     assert (a.kind, a.node) == ("stop", "node2") and "auto_failback" in a.why
     # after the stop the group runs nowhere: it starts at home

@@ -14,7 +14,7 @@ from kembar.membership.packet import MAX_BODY
 FULL = Report(groups={"web": "running", "db": "stopping"}, failed=("mail",), standby=True,
               takeover={"web": 1764210000123}, disks={"r0": DiskReport("UpToDate", True, False),
                                                        "r1": DiskReport("Inconsistent")},
-              fenced={"node1": 7})
+              fenced={"node1": 7}, unready=("web",))
 
 
 def test_round_trip_and_empty() -> None:
@@ -26,7 +26,8 @@ def test_round_trip_and_empty() -> None:
 def test_a_busy_report_fits_in_a_heartbeat() -> None:
     many = Report(groups={f"group{i}": "running" for i in range(8)},
                   disks={f"r{i}": DiskReport("UpToDate", True, True) for i in range(8)},
-                  takeover={f"group{i}": 2**42 for i in range(4)}, fenced={"node1": 2**40})
+                  takeover={f"group{i}": 2**42 for i in range(4)}, fenced={"node1": 2**40},
+                  unready=tuple(f"group{i}" for i in range(8)))
     assert many.size() + len('{"ping":[2,2],"m":}') <= MAX_BODY
 
 
@@ -37,7 +38,8 @@ def test_malformed_reports_are_ignored_as_a_whole() -> None:
                 {**good, "sb": 2}, {**good, "sb": True}, {**good, "to": {"web": -1}},
                 {**good, "to": {"web": 1.5}}, {**good, "d": {"r0": ["Happy", 1, 0]}},
                 {**good, "d": {"r0": ["UpToDate", 1]}}, {**good, "d": {"r0": ["UpToDate", True, 0]}},
-                {**good, "f": {"node1": "7"}}, {**good, "f": {"": 1}},
+                {**good, "f": {"node1": "7"}}, {**good, "f": {"": 1}}, {**good, "u": "web"},
+                {**good, "u": [3]},
                 {**good, "x": ["a"] * 100}]:
         assert decode(bad) is None, bad
 

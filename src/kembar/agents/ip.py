@@ -8,6 +8,14 @@ background thread so that ``start`` returns as soon as the address is up (IPaddr
 ``arp_bg``).  The frames are built here and sent through an AF_PACKET socket: no
 ``arping``/``send_arp`` binary to depend on, and no subprocess per frame.
 
+With ``vmac`` (keepalived's ``use_vmac``) the address lives on a macvlan interface of its
+own, ``kbv<address in hex>``, whose MAC moves with the address: a client that ignores
+gratuitous ARP (or a switch that drops them) keeps sending to the same MAC, and the
+switch learns its new port from the announcement's source address.  As keepalived does,
+the macvlan answers ARP only for its own address (``arp_ignore=1``, ``rp_filter=0``,
+``accept_local=1``) and the parent neither answers for it (``arp_ignore=1``) nor uses it
+as the sender of its own ARP requests (``arp_announce=2``).  Stop deletes the macvlan.
+
 IPv6 addresses are added without any announcement: unsolicited neighbour advertisements
 are not done (yet); the kernel's DAD still runs, so the address may be "tentative" for a
 moment after ``start``.
@@ -82,6 +90,15 @@ def send_garp(ifname: str, addr: ipaddress.IPv4Address, count: int, interval: fl
     return sent
 
 
+def _sysctl(key: str, value: str) -> None:
+    try:
+        with open(f"/proc/sys/{key}", "w") as fh:
+            fh.write(value)
+    except OSError as exc:
+        raise AgentError(f"cannot set {key.replace('/', '.')} = {value}: "
+                         f"{exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True)
 class _Held:
     index: int
@@ -100,6 +117,8 @@ class IpAgent(Agent):
         self.family = socket.AF_INET if self.addr.version == 4 else socket.AF_INET6
         self._cancel = threading.Event()
         self._arp: threading.Thread | None = None
+        self.vmac = resource.mac()
+        self.vname = f"kbv{self.addr.packed.hex()}" if self.vmac else ""
 
     # -- netlink reading
 
@@ -120,7 +139,14 @@ class IpAgent(Agent):
         return int(found[0])
 
     def _held(self, ipr: IPRoute) -> list[_Held]:
-        """Where the address is now (on the configured interface only, when one is set)."""
+        """Where the address is now (on the configured interface only, when one is set;
+        on the macvlan, with ``vmac``)."""
+        if self.vmac:
+            found = ipr.link_lookup(ifname=self.vname)
+            if not found:
+                return []
+            return [_Held(i, p) for i, a, p in self._addresses(ipr)
+                    if ipaddress.ip_address(a) == self.addr and i == found[0]]
         only = self._configured_index(ipr) if self.resource.interface else None
         return [_Held(i, p) for i, a, p in self._addresses(ipr)
                 if ipaddress.ip_address(a) == self.addr and only in (None, i)]
@@ -158,6 +184,8 @@ class IpAgent(Agent):
                 if others:
                     raise AgentError(f"{self.name}: {self.addr} is already on "
                                      f"{self._ifname(ipr, others[0])}")
+                if self.vmac:
+                    index = self._ensure_vmac(ipr, index)
                 args: dict[str, object] = {"index": index, "address": str(self.addr),
                                            "prefixlen": prefixlen}
                 if self.addr.version == 4 and prefixlen < 31:
@@ -176,6 +204,32 @@ class IpAgent(Agent):
         log.info("%s: added on %s", self.addr, ifname)
         if self.addr.version == 4 and self.resource.arp_count > 0:
             self._announce(ifname)
+
+    def _ensure_vmac(self, ipr: IPRoute, parent: int) -> int:
+        """The macvlan with the virtual MAC on ``parent``, made if missing, up; its index."""
+        assert self.vmac
+        found = ipr.link_lookup(ifname=self.vname)
+        if found:
+            link = ipr.get_links(found[0])[0]
+            mac = str(link.get_attr("IFLA_ADDRESS"))
+            if mac != self.vmac:
+                raise AgentError(f"{self.name}: {self.vname} exists with MAC {mac}, not "
+                                 f"{self.vmac}")
+        else:
+            ipr.link("add", ifname=self.vname, kind="macvlan", link=parent,
+                     macvlan_mode="bridge", address=self.vmac)
+            found = ipr.link_lookup(ifname=self.vname)
+            if not found:
+                raise AgentError(f"{self.name}: {self.vname} vanished after being made")
+        parent_name = self._ifname(ipr, parent)
+        for ifname, key, value in ((self.vname, "arp_ignore", "1"),
+                                   (self.vname, "rp_filter", "0"),
+                                   (self.vname, "accept_local", "1"),
+                                   (parent_name, "arp_ignore", "1"),
+                                   (parent_name, "arp_announce", "2")):
+            _sysctl(f"net/ipv4/conf/{ifname}/{key}", value)
+        ipr.link("set", index=found[0], state="up")
+        return int(found[0])
 
     def _announce(self, ifname: str) -> None:
         self._cancel_arp(0.5)
@@ -211,6 +265,16 @@ class IpAgent(Agent):
         self._cancel_arp(min(0.5, timeout / 4))
         try:
             with IPRoute() as ipr:
+                if self.vmac:
+                    found = ipr.link_lookup(ifname=self.vname)
+                    if found:  # the address goes with it
+                        try:
+                            ipr.link("del", index=found[0])
+                        except NetlinkError as exc:
+                            if exc.code != errno.ENODEV:
+                                raise
+                        log.info("%s: removed with %s", self.addr, self.vname)
+                    return
                 if self.resource.interface and not ipr.link_lookup(
                         ifname=self.resource.interface):
                     return  # the interface is gone, and the address with it

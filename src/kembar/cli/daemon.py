@@ -105,6 +105,22 @@ def format_groups(st: dict[str, Any]) -> Table | None:
     return t
 
 
+def format_resources(st: dict[str, Any]) -> Table | None:
+    """Each group's resources on this node: state and fail count (crm_mon's resource
+    lines with ``--failcounts``)."""
+    groups = (st.get("manager") or {}).get("groups") or {}
+    rows = [(name, r) for name, g in sorted(groups.items())
+            for r in g.get("resource_states", [])]
+    if not rows:
+        return None
+    t = Table(title=f"resources on {st.get('node', 'this node')}")
+    for col in ("group", "resource", "state here", "fail count"):
+        t.add_column(col)
+    for name, r in rows:
+        t.add_row(name, r["resource"], r["state"], str(r["fail_count"]))
+    return t
+
+
 def _stamp(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
@@ -126,6 +142,9 @@ def status(run_dir: str, as_json: bool, history: bool) -> None:
     groups = format_groups(st)
     if groups is not None:
         console.print(groups)
+        resources = format_resources(st)
+        if resources is not None:
+            console.print(resources)
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(st["dropped"].items()) if k != "own")
     click.echo(f"media: {'; '.join(st['media'])}")
     if st.get("ping", {}).get("total"):

@@ -22,6 +22,12 @@ interface = "eth0"
 ```
 
 Resources start in the order written and stop in reverse (haresources' rule).
+
+A ``service`` or ``script`` with ``clone = true`` runs on every node that is online (not in
+standby), whether or not the group runs there — Pacemaker's clone, keepalived's usual
+setup: the web server is up on both nodes and only what follows it (the VIP) moves, so a
+failover does not wait for the web server to start.  Clones come first in a group (what a
+clone needs must be on every node too), and a group needs something that moves.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ import signal
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, \
-    field_validator
+    field_validator, model_validator
 
 from kembar.config.units import to_seconds
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 class _Frozen(BaseModel):
@@ -86,6 +93,10 @@ class IpResource(_Common):
     interface: StrictStr | None = None  # default: the interface whose subnet holds it
     arp_count: StrictInt = Field(5, ge=0, le=100)
     arp_interval: float = 0.2
+    # a virtual MAC that moves with the address (keepalived's use_vmac): "auto" (02:6b and
+    # the four bytes of the IPv4 address: the same on every node, locally administered) or
+    # a unicast MAC.  Clients that ignore gratuitous ARP keep working after a failover.
+    vmac: StrictStr | None = None
 
     @field_validator("address")
     @classmethod
@@ -101,6 +112,33 @@ class IpResource(_Common):
     def _interval(cls, value: object) -> float:
         return to_seconds(value)
 
+    @field_validator("vmac")
+    @classmethod
+    def _vmac(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        if not _MAC_RE.fullmatch(value) or int(value[:2], 16) & 1:
+            raise ValueError(f"not a unicast MAC address (or \"auto\"): {value!r}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _vmac_needs(self) -> "IpResource":
+        if self.vmac is not None:
+            if self.interface is None:
+                raise ValueError("vmac needs interface = … (the virtual MAC's parent)")
+            if ipaddress.ip_interface(self.address if "/" in self.address
+                                      else f"{self.address}/32").version != 4:
+                raise ValueError("vmac is for IPv4 addresses (ARP)")
+        return self
+
+    def mac(self) -> str | None:
+        """The virtual MAC, "auto" worked out; None without ``vmac``."""
+        if self.vmac != "auto":
+            return self.vmac
+        ip = ipaddress.ip_interface(self.address if "/" in self.address
+                                    else f"{self.address}/32").ip.packed
+        return ":".join(f"{b:02x}" for b in (0x02, 0x6B, *ip))
+
     def describe(self) -> str:
         return f"ip {self.address}" + (f" on {self.interface}" if self.interface else "")
 
@@ -115,6 +153,7 @@ class ServiceResource(_Common):
     # for a command: its start is done only once a socket listens on this TCP port (so the
     # VIP that follows is never up before the service answers: no "connection refused")
     listen: StrictInt | None = Field(None, ge=1, le=65535)
+    clone: StrictBool = False  # runs on every online node, not only the group's owner
 
     @field_validator("stop_signal")
     @classmethod
@@ -133,6 +172,7 @@ class ScriptResource(_Common):
     path: StrictStr  # a Heartbeat resource.d script or an OCF agent
     args: list[StrictStr] = Field(default_factory=list)
     ocf: StrictBool = False
+    clone: StrictBool = False  # runs on every online node, not only the group's owner
 
     def describe(self) -> str:
         return f"script {self.path}" + ("::" + "::".join(self.args) if self.args else "")
@@ -163,7 +203,30 @@ class GroupConfig(_Frozen):
     def _some(cls, value: list[Resource]) -> list[Resource]:
         if not value:
             raise ValueError("a group needs at least one resource")
+        clones = [clone_of(r) for r in value]
+        first_moving = clones.index(False) if False in clones else len(clones)
+        if first_moving == len(clones):
+            raise ValueError("every resource is a clone: a group needs one that moves "
+                             "(e.g. the VIP)")
+        if any(clones[first_moving:]):
+            late = clones.index(True, first_moving)
+            raise ValueError(f"resource {late + 1} ({value[late].describe()}) is a clone after "
+                             f"one that is not ({value[first_moving].describe()}): clones "
+                             "come first, as what a clone needs must run on every node too")
         return value
+
+    @property
+    def clone_count(self) -> int:
+        """How many resources at the head of the group are clones."""
+        n = 0
+        while n < len(self.resources) and clone_of(self.resources[n]):
+            n += 1
+        return n
+
+
+def clone_of(resource: object) -> bool:
+    """Whether a resource runs on every online node (``clone = true``)."""
+    return bool(getattr(resource, "clone", False))
 
 
 def check_group_name(name: str) -> str | None:

@@ -127,8 +127,11 @@ class Daemon:
             self._send(SHUTDOWN, "shutdown")
             self._send(SHUTDOWN, "shutdown")  # a second copy, in case one is lost
             log.info("%s: shutdown notice sent; stopping", self.me)
-            self.transport.close()
-            self.control.close()
+            try:
+                await self.manager.stop_clones()  # after the notice: peers need not wait
+            finally:
+                self.transport.close()
+                self.control.close()
 
     def _go_realtime(self) -> str:
         """SCHED_RR at a middling priority, memory locked, the garbage collector's

@@ -14,6 +14,11 @@ Running groups are monitored: a failed monitor restarts the resource (and those 
 up to its ``restarts`` count, then the group is marked failed here and moves.  Every start
 and stop is recorded as a timeline (declared dead, fenced, each resource) for
 ``kembar status --history``.
+
+Clones (``clone = true``, ``kembar.manager.clone``) are kept running here by a keeper task
+while this node is online and the group is not failed here, whether the group runs here or
+not; the daemon stops them after its shutdown notice (``stop_clones``), so that a clean
+stop hands the group over without waiting for them.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kembar.agents.base import Agent
 from kembar.config.model import ClusterConfig
 from kembar.disk.client import DiskClient
 from kembar.errors import KembarError
+from kembar.manager.clone import Clone
 from kembar.manager.group import GroupStartFailed, GroupStopFailed, start_group, stop_group
 from kembar.manager.policy import Action, decide
 from kembar.manager.report import DiskReport, Report, decode
@@ -54,6 +60,7 @@ class Local:
     last_error: str = ""
     since: float = field(default_factory=time.time)
     agents: list[Agent] = field(default_factory=list)
+    resources: dict[str, str] = field(default_factory=dict)  # each one's last known state
 
 
 class Manager:
@@ -71,6 +78,7 @@ class Manager:
                       for name, g in cfg.groups.items()]
         self.disk_names = sorted({d for s in self.specs for d in s.disks})
         self.local = {s.name: Local() for s in self.specs}
+        self.clones: dict[str, list[Clone]] = {}
         self.standby = False
         self.wishes: dict[str, int] = {}
         self.fenced: dict[str, int] = {}
@@ -107,7 +115,16 @@ class Manager:
         return Report(groups={n: l.state for n, l in self.local.items() if l.state != "stopped"},
                       failed=tuple(sorted(n for n, l in self.local.items() if l.failed)),
                       standby=self.standby, takeover=dict(self.wishes),
-                      disks=dict(self.disks), fenced=dict(self.fenced))
+                      disks=dict(self.disks), fenced=dict(self.fenced),
+                      unready=tuple(sorted(s.name for s in self.specs
+                                           if not self._clones_up(s.name))))
+
+    def _clones_up(self, group: str) -> bool:
+        """Whether every clone of the group runs here (True for a group without clones)."""
+        if not self.cfg.groups[group].clone_count:
+            return True
+        clones = self.clones.get(group)
+        return clones is not None and len(clones) > 0 and all(c.up for c in clones)
 
     def members(self) -> dict[str, Member] | None:
         """Everyone's membership, or None while a peer is still unknown (initdead)."""
@@ -141,6 +158,8 @@ class Manager:
             f"{'on' if s.auto_failback else 'off'})" for s in self.specs))
         for spec in self.specs:
             await self._probe(spec.name)
+            if self.cfg.groups[spec.name].clone_count:
+                self._spawn(self._keep_clones(spec.name))
         poll = asyncio.create_task(self._poll_disks())
         try:
             while not self._stopping:
@@ -226,8 +245,10 @@ class Manager:
         agents = self._agents(group)
         found, owned = [], 0
         for agent, r in zip(agents, self.cfg.groups[group].resources):
-            if r.type == "probe":
-                continue  # it sees what clients see: possibly the other node's group
+            if r.type == "probe" or isinstance(agent, Clone):
+                # a probe sees what clients see (possibly the other node's group); a clone
+                # runs on every node (the keeper adopts it)
+                continue
             owned += 1
             try:
                 running = await asyncio.to_thread(agent.monitor, r.timeout)
@@ -299,8 +320,13 @@ class Manager:
     # ------------------------------------------------------------- operations
 
     def _agents(self, group: str) -> list[Agent]:
+        """Fresh agents for the group's resources; its clones are made once and shared."""
         ctx = AgentContext(group=group, **self.ctx_base)
-        return [make_agent(r, ctx) for r in self.cfg.groups[group].resources]
+        resources = self.cfg.groups[group].resources
+        n = self.cfg.groups[group].clone_count
+        if group not in self.clones:
+            self.clones[group] = [Clone(make_agent(r, ctx)) for r in resources[:n]]
+        return [*self.clones[group], *(make_agent(r, ctx) for r in resources[n:])]
 
     def _set(self, group: str, state: str) -> None:
         loc = self.local[group]
@@ -323,7 +349,7 @@ class Manager:
         self._set(group, "starting")
         try:
             loc.agents = self._agents(group)
-            await asyncio.to_thread(start_group, loc.agents, self._stepper(timeline))
+            await asyncio.to_thread(start_group, loc.agents, self._stepper(timeline, loc))
         except (GroupStartFailed, AgentError, KembarError) as exc:
             loc.failed = loc.last_error = f"start failed: {exc}"
             log.error("%s could not start on %s: %s (what had started was stopped again)",
@@ -351,7 +377,7 @@ class Manager:
         self._set(group, "stopping")
         try:
             agents = loc.agents or self._agents(group)
-            await asyncio.to_thread(stop_group, agents, self._stepper(timeline))
+            await asyncio.to_thread(stop_group, agents, self._stepper(timeline, loc))
         except (GroupStopFailed, AgentError, KembarError) as exc:
             loc.last_error = f"stop failed: {exc}"
             log.critical("%s could not be stopped on %s: %s; it stays here (running) until "
@@ -368,8 +394,10 @@ class Manager:
             loc.busy = False
             self.wake()
 
-    def _stepper(self, timeline: list[dict[str, Any]]) -> Callable[..., None]:
+    def _stepper(self, timeline: list[dict[str, Any]], loc: Local) -> Callable[..., None]:
         def step(resource: str, action: str, ok: bool, seconds: float, message: str) -> None:
+            loc.resources[resource] = (("started" if action == "start" else "stopped")
+                                       if ok else f"{action} FAILED")
             what = f"{resource}: {action} " + ("done" if ok else "FAILED") + \
                    (f" ({message})" if message else "")
             timeline.append({"time": time.time(), "step": what, "seconds": round(seconds, 3)})
@@ -454,6 +482,81 @@ class Manager:
                 self.wake()
                 return
 
+    async def _keep_clones(self, group: str) -> None:
+        """Keep the group's clones running here while the group is stopped here (while it
+        runs, its own monitor watches them); stop them in standby or once the group has
+        failed here.  A clone that dies is restarted up to its ``restarts`` count; past it,
+        the group is failed here (it will not come here) until ``kembar cleanup``."""
+        loc = self.local[group]
+        resources = self.cfg.groups[group].resources
+        self._agents(group)  # makes the clones, once
+        clones = self.clones[group]
+        interval = min((r.monitor_interval for r in resources[:len(clones)]
+                        if r.monitor_interval > 0), default=ROUND)
+        while not self._stopping:
+            if not loc.busy and loc.state == "stopped":
+                if self.standby or loc.failed:
+                    await self._stop_clones_of(group, "standby" if self.standby else
+                                               f"{group} failed here")
+                else:
+                    await self._ensure_clones(group, loc, clones, resources)
+            await asyncio.sleep(min(interval, ROUND))
+
+    async def _ensure_clones(self, group: str, loc: Local, clones: list[Clone],
+                             resources: list[Any]) -> None:
+        for clone, r in zip(clones, resources):
+            if self._stopping or loc.busy or loc.state != "stopped" or loc.failed:
+                return
+            try:
+                if await asyncio.to_thread(clone.monitor, r.timeout):
+                    clone.up = True
+                    continue
+                problem = "it is not running"
+            except (AgentError, KembarError) as exc:
+                problem = str(exc)
+            if clone.up:  # it ran and died: a failure, as the group's monitor counts it
+                count = loc.fail_counts[clone.name] = loc.fail_counts.get(clone.name, 0) + 1
+                self.record({"event": "MonitorFailed", "group": group, "resource": clone.name,
+                             "count": count, "text": f"{group}: clone {clone.name} failed "
+                             f"({problem}), failure {count} of {r.restarts} allowed"})
+                log.warning("%s: clone %s failed: %s (failure %d, %d restart(s) allowed)",
+                            group, clone.name, problem, count, r.restarts)
+                if count > r.restarts:
+                    loc.failed = loc.last_error = \
+                        f"clone {clone.name} failed {count} times: {problem}"
+                    self.announce()
+                    self.wake()
+                    return
+            try:
+                await asyncio.to_thread(clone.start, r.timeout)
+                log.info("%s: clone %s started here", group, clone.name)
+            except (AgentError, KembarError) as exc:
+                count = loc.fail_counts[clone.name] = loc.fail_counts.get(clone.name, 0) + 1
+                loc.last_error = f"start of clone {clone.name} failed: {exc}"
+                log.error("%s: %s (failure %d)", group, loc.last_error, count)
+                if count > r.restarts:
+                    loc.failed = loc.last_error
+                    self.announce()
+                    self.wake()
+                return
+
+    async def _stop_clones_of(self, group: str, why: str) -> None:
+        for clone in reversed(self.clones.get(group, [])):
+            if not clone.up:
+                continue
+            try:
+                await asyncio.to_thread(clone.stop_here, clone.timeout)
+                log.info("%s: clone %s stopped here (%s)", group, clone.name, why)
+            except (AgentError, KembarError) as exc:
+                loc = self.local[group]
+                loc.last_error = f"stop of clone {clone.name} failed: {exc}"
+                log.error("%s: %s", group, loc.last_error)
+
+    async def stop_clones(self) -> None:
+        """After the shutdown notice: stop every clone this daemon runs, last first."""
+        for spec in reversed(self.specs):
+            await self._stop_clones_of(spec.name, "this node's daemon is stopping")
+
     async def _restart(self, group: str, index: int) -> None:
         """Restart resource ``index`` and those after it (they depend on it)."""
         loc = self.local[group]
@@ -462,8 +565,8 @@ class Manager:
         t0 = time.time()
         tail = loc.agents[index:]
         try:
-            await asyncio.to_thread(stop_group, tail, self._stepper(timeline))
-            await asyncio.to_thread(start_group, tail, self._stepper(timeline))
+            await asyncio.to_thread(stop_group, tail, self._stepper(timeline, loc))
+            await asyncio.to_thread(start_group, tail, self._stepper(timeline, loc))
             self._history("ResourceRestarted", group, f"monitor of {tail[0].name} failed",
                           timeline, t0)
         except (GroupStartFailed, GroupStopFailed, AgentError, KembarError) as exc:
@@ -528,10 +631,33 @@ class Manager:
                 "since": loc.since, "decisions": self.decisions.get(spec.name, []),
                 "failed_on": sorted(n for n, r in reports.items() if spec.name in r.failed),
                 "resources": [r.describe() for r in self.cfg.groups[spec.name].resources],
+                "clones": {c.name: "running" if c.up else "stopped"
+                           for c in self.clones.get(spec.name, [])},
+                "resource_states": self._resource_states(spec.name),
             }
         return {"groups": out, "standby": self.standby, "wishes": dict(self.wishes),
                 "disks": {d: vars(r) for d, r in self.disks.items()},
                 "fenced": dict(self.fenced), "deciding": members is not None}
+
+    def _resource_states(self, group: str) -> list[dict[str, Any]]:
+        """Each resource of the group on this node: its state, fail count, clone or not."""
+        loc = self.local[group]
+        clones = {c.name: c for c in self.clones.get(group, [])}
+        out = []
+        for r in self.cfg.groups[group].resources:
+            name = r.describe()
+            clone = clones.get(name)
+            if clone is not None:
+                state = "running (clone)" if clone.up else "stopped (clone)"
+            elif r.type == "probe":
+                state = "watching" if loc.state == "running" else "-"
+            else:
+                state = loc.resources.get(name, "stopped")
+                if loc.state == "running" and state == "stopped":
+                    state = "started"  # adopted at start
+            out.append({"resource": name, "state": state,
+                        "fail_count": loc.fail_counts.get(name, 0)})
+        return out
 
     # ---------------------------------------------------------------- shutdown
 

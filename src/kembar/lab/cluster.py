@@ -26,6 +26,7 @@ MOUNT = "/srv/data"
 SITE_PORT = 80
 SITE_PID = "/run/kembar/site.pid"
 LOCAL_SITE = "/var/lib/kembar/site"  # the site's data without a replicated disk
+GARP_TABLE = "kembar_garp"  # the client's nftables table that drops gratuitous ARP
 
 
 MEDIA = ("bcast", "ucast", "mcast", "two")
@@ -66,11 +67,15 @@ def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
 
 def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bool = True,
                monitor: str = "1s", restarts: int = 1, probe: bool = True,
-               python: str = sys.executable, fence: bool = False) -> str:
+               python: str = sys.executable, fence: bool = False, clone: bool = False,
+               vmac: bool = False) -> str:
     """A resource group (pure): disk r0 promoted, ext4 mounted on /srv/data, the demo site
     (a service kembar supervises), the VIP (last: clients are sent here only once the site
     listens), and a probe of the site through the VIP; with ``fence``, the lab's power
-    switch as the fencing device."""
+    switch as the fencing device; with ``clone`` (no disk), the site runs on every node and
+    only the VIP moves; with ``vmac``, the VIP carries a virtual MAC."""
+    if clone and disk:
+        raise ValueError("a cloned site needs the site's data on every node (disk=False)")
     res: list[list[str]] = []
     if disk:
         res.append(['type = "disk"', f'disk = "{DISK}"'])
@@ -79,11 +84,11 @@ def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bo
     res.append(['type = "service"', 'name = "site"',
                 f'command = ["{python}", "-m", "kembar.lab.site", "serve", "--data", '
                 f'"{MOUNT if disk else LOCAL_SITE}", "--bind", '
-                f'"0.0.0.0:{SITE_PORT}"]', f"listen = {SITE_PORT}",
+                f'"0.0.0.0:{SITE_PORT}", "--graceful-timeout", "0"]', f"listen = {SITE_PORT}",
                 'stop_signal = "SIGQUIT"', f'monitor_interval = "{monitor}"',
-                f"restarts = {restarts}", 'timeout = "30s"'])
+                f"restarts = {restarts}", 'timeout = "30s"', *(["clone = true"] if clone else [])])
     res.append(['type = "ip"', f'address = "{plan.vip}/{PREFIXLEN}"', 'interface = "eth0"',
-                f'monitor_interval = "{monitor}"'])
+                f'monitor_interval = "{monitor}"', *(['vmac = "auto"'] if vmac else [])])
     if probe:
         res.append(['type = "probe"', f'url = "http://{plan.vip}:{SITE_PORT}/health"',
                     f'monitor_interval = "{monitor}"', f"restarts = {restarts}",
@@ -318,6 +323,19 @@ case "$1" in
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
 """
+
+
+def client_ignores_garp(lab: Lab) -> None:
+    """The lab's client drops gratuitous ARP about the VIP (nftables, arp family, in the
+    client's namespace only): as clients and routers that ignore them, its ARP cache
+    keeps the VIP's old MAC until the entry goes stale and is probed again."""
+    vip = lab.plan.vip
+    rules = (f"table arp {GARP_TABLE} {{\n  chain input {{\n"
+             "    type filter hook input priority 0; policy accept;\n"
+             f"    arp saddr ip {vip} arp daddr ip {vip} drop\n  }}\n}}\n")
+    res = lab.run("client", ["nft", "-f", "-"], input=rules)
+    if res.returncode != 0:
+        raise KembarError(f"nft on the client: {res.stderr.strip()}")
 
 
 def install_lsb_stand_ins(lab: Lab) -> None:

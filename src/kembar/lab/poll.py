@@ -3,9 +3,13 @@ lab's client): what users see during a failover.
 
     python -m kembar.lab.poll URL OUT [--interval 0.05] [--timeout 0.5]
 
-Each poll is one HTTP GET on a fresh connection; one JSON line per poll goes to OUT:
-``{"t": wall-clock seconds, "ok": bool, "node": "node1" | "", "error": "..."}``.  SIGTERM
-ends it.  ``outages(lines)`` (pure) turns the record into the client-visible outages:
+Every ``interval`` a poll starts, whether the earlier ones have answered or not (each in
+its own thread, at most ``MAX_IN_FLIGHT`` at once): one HTTP GET on a fresh connection,
+failed after ``timeout``.  So a poll that hangs on an address nobody holds any more does
+not hide the moment the service is back: the record has one poll per interval, and an
+outage is measured to the interval, not to the timeout.  One JSON line per poll goes to
+OUT as it completes: ``{"t": wall-clock seconds when sent, "ok": bool, "node": "node1" |
+"", "error": "..."}``.  SIGTERM ends it (after the polls in flight).  ``outages(lines)`` (pure) turns the record into the client-visible outages:
 last good reply → first good reply, for every gap with failed polls in between.
 """
 
@@ -18,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +30,8 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from kembar.lab.lab import Lab
+
+MAX_IN_FLIGHT = 64
 
 
 def poll_once(host: str, port: int, path: str, timeout: float) -> tuple[bool, str, str]:
@@ -47,7 +54,7 @@ def outages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     last_ok: dict[str, Any] | None = None
     failed = 0
-    for rec in lines:
+    for rec in sorted(lines, key=lambda r: float(r["t"])):
         if not rec["ok"]:
             failed += 1
             continue
@@ -65,7 +72,7 @@ class ClientPoller:
     own PID (nsenter does not pass signals on to the program it runs)."""
 
     def __init__(self, lab: Lab, out: Path, path: str = "/health", interval: float = 0.05,
-                 timeout: float = 0.2) -> None:
+                 timeout: float = 0.5) -> None:
         self.out = out
         out.unlink(missing_ok=True)
         self.proc = subprocess.Popen(lab.exec_argv("client", [
@@ -87,7 +94,7 @@ class ClientPoller:
                 out.append(json.loads(line))
             except ValueError:  # the line being written
                 pass
-        return out
+        return sorted(out, key=lambda r: float(r["t"]))
 
     def stop(self) -> list[dict[str, Any]]:
         from kembar.lab.machine import children
@@ -124,16 +131,31 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    lock = threading.Lock()
+    slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
     with open(args.out, "a", buffering=1) as fh:
+
+        def one(t: float) -> None:
+            try:
+                ok, node, err = poll_once(host, port, path, args.timeout)
+                with lock:
+                    fh.write(json.dumps({"t": t, "ok": ok, "node": node, "error": err}) + "\n")
+            finally:
+                slots.release()
+
+        threads: list[threading.Thread] = []
         next_at = time.monotonic()
         while running:
-            t = time.time()
-            ok, node, err = poll_once(host, port, path, args.timeout)
-            fh.write(json.dumps({"t": t, "ok": ok, "node": node, "error": err}) + "\n")
+            slots.acquire()
+            th = threading.Thread(target=one, args=(time.time(),), daemon=True)
+            th.start()
+            threads = [x for x in threads if x.is_alive()] + [th]
             next_at += args.interval
             time.sleep(max(0.0, next_at - time.monotonic()))
             if next_at < time.monotonic():
                 next_at = time.monotonic()
+        for th in threads:
+            th.join(args.timeout + 1)
     return 0
 
 

@@ -46,6 +46,7 @@ class Node:
     primary: bool = False  # the group's disk is Primary on this node (its own word)
     clean_stop: bool = False  # dead after a shutdown notice (no fencing needed)
     fenced: bool = False  # fencing of this (dead) node succeeded
+    ready: bool = True  # the group's clones run here (a failback need not start them)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ def _keep_or_move(v: View, g: Group, here: Node, plan: _Plan) -> None:
         block = eligible(v, g, pref, True)
         if block is None and not pref.disk_synced:
             block = f"the disk on {pref.name} is still resyncing"
+        if block is None and not pref.ready:
+            block = f"the clones of {g.name} are not running on {pref.name} yet"
         if block is None and pref.ping < here.ping:
             block = f"{pref.name} is less connected ({pref.ping} < {here.ping})"
         if block is None:

@@ -45,6 +45,7 @@ class Report:
     takeover: dict[str, int] = field(default_factory=dict)
     disks: dict[str, DiskReport] = field(default_factory=dict)
     fenced: dict[str, int] = field(default_factory=dict)
+    unready: tuple[str, ...] = ()  # groups whose clones do not all run here yet
 
     def encode(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -61,6 +62,8 @@ class Report:
                         for k, d in self.disks.items()}
         if self.fenced:
             out["f"] = dict(self.fenced)
+        if self.unready:
+            out["u"] = list(self.unready)
         return out
 
     def size(self) -> int:
@@ -84,7 +87,7 @@ def _stamps(value: Any) -> dict[str, int]:
 
 def decode(doc: Any) -> Report | None:
     """A peer's report, or None when anything in it is malformed."""
-    if not isinstance(doc, dict) or set(doc) - {"g", "x", "sb", "to", "d", "f"}:
+    if not isinstance(doc, dict) or set(doc) - {"g", "x", "sb", "to", "d", "f", "u"}:
         return None
     try:
         groups = doc.get("g", {})
@@ -106,6 +109,6 @@ def decode(doc: Any) -> Report | None:
             raise ValueError("standby")
         return Report(groups=dict(groups), failed=_names(doc.get("x", [])),
                       standby=bool(sb), takeover=wishes, disks=disks,
-                      fenced=dict(fenced))
+                      fenced=dict(fenced), unready=_names(doc.get("u", [])))
     except (ValueError, TypeError, IndexError):
         return None

@@ -62,7 +62,8 @@ def group_view(spec: GroupSpec, members: dict[str, Member], reports: dict[str, R
                           standby=bool(rep and rep.standby), disk=d.state,
                           disk_synced=d.synced, peer_primary=d.peer_primary,
                           primary=d.primary,
-                          clean_stop=m.clean_stop, fenced=fenced(m, members, reports)))
+                          clean_stop=m.clean_stop, fenced=fenced(m, members, reports),
+                          ready=not (rep and spec.name in rep.unready)))
     running = tuple(n for n in sorted(reports)
                     if n in members and reports[n].groups.get(spec.name) in GROUP_STATES)
     failed = tuple(n for n in sorted(reports) if n in members and spec.name in reports[n].failed)

@@ -53,7 +53,7 @@ _U16 = struct.Struct("!H")
 
 MAX_NAME = 64  # bytes, cluster and node names
 MAX_STATUS = 32  # bytes
-MAX_BODY = 512  # bytes
+MAX_BODY = 1024  # bytes (the packet stays under MAX_PACKET with the longest names)
 MAX_PACKET = 1400  # bytes, the whole datagram
 MAX_U64 = 2**64 - 1
 MAC_SIZES = {"md5": 16, "sha1": 20, "sha256": 32}

@@ -2,6 +2,7 @@
 
     python -m kembar.lab.site init  --data DIR
     python -m kembar.lab.site serve --data DIR --bind HOST:PORT [--workers N] [--pid-file F]
+                                    [--graceful-timeout S]
 
 ``serve`` initialises DIR (see :func:`kembar.lab.site.app.init_site`) and runs the
 shop under gunicorn with sync workers. Bad arguments, a missing or read-only DIR,
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", required=True, metavar="HOST:PORT", help="address to listen on")
     serve.add_argument("--workers", type=int, default=2, metavar="N", help="sync workers (default 2)")
     serve.add_argument("--pid-file", metavar="F", help="gunicorn writes its master PID here")
+    serve.add_argument("--graceful-timeout", type=int, default=5, metavar="S",
+                       help="seconds the workers get to finish their requests when stopped "
+                            "(default 5; 0 ends them at once — a cluster that removes the VIP "
+                            "first has no client left to wait for, and SQLite keeps a killed "
+                            "worker's transaction all or nothing)")
     return parser
 
 
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
             parse_bind(args.bind)
             if args.workers < 1:
                 raise UsageError("--workers must be at least 1")
+            if not 0 <= args.graceful_timeout <= 3600:
+                raise UsageError("--graceful-timeout must be from 0 to 3600 seconds")
         init_site(data_dir)
     except UsageError as e:
         fail(str(e))
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         "workers": args.workers,
         "worker_class": "sync",
         "accesslog": "-",
-        "graceful_timeout": 5,
+        "graceful_timeout": args.graceful_timeout,
         "proc_name": f"{PROG} {data_dir}",
     }
     if args.pid_file:
