@@ -34,69 +34,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kembar.demo import get
+from kembar.config.units import to_seconds as seconds
+from kembar.errors import KembarError
 from kembar.lab import cluster
-from kembar.lab.lab import Lab
-from kembar.lab.poll import ClientPoller, outages
+from kembar.lab.experiments.failover import GROUPS, TIMINGS, Poll, gap, last_event, \
+    serving, setup
 
 LAB = "benchfo"
-TIMINGS = {"paper": ("2s", "15s"), "fast": ("10ms", "50ms")}
-GROUPS = ("vip", "clone", "full")
-
-
-def seconds(text: str) -> float:
-    from kembar.config.units import to_seconds
-    return to_seconds(text)
-
-
-class Poll(ClientPoller):
-    _n = 0
-
-    def __init__(self, lab: Lab, work: Path) -> None:
-        Poll._n += 1  # a file of its own per poll
-        super().__init__(lab, work / f"poll-{Poll._n}.jsonl")
-
-    def stop(self) -> list[dict[str, Any]]:
-        time.sleep(0.3)  # a few good polls after the first one
-        return super().stop()
 
 
 def _gap(recs: list[dict[str, Any]]) -> float:
-    """The client-visible outage of one event: the longest gap (0 if none failed)."""
-    gaps = outages(recs)
-    return max((g["seconds"] for g in gaps), default=0.0)
-
-
-def _serving(lab: Lab, node: str, timeout: float) -> None:
-    cluster.wait(lambda: cluster.runs_on(lab) == [node], timeout, f"the group on {node}")
-    cluster.wait(lambda: get(lab, "/health")[1] == node, 30, f"{node} on the VIP")
-
-
-def _last(lab: Lab, node: str, kind: str) -> dict[str, Any] | None:
-    ev = [e for e in cluster.daemon_status(lab, node)["events"] if e["event"] == kind]
-    return ev[-1] if ev else None
-
-
-def _setup(timing: str, group: str) -> Lab:
-    keepalive, deadtime = TIMINGS[timing]
-    lab = Lab(LAB)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=64 * 2**20)
-    mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive, deadtime=deadtime,
-                                 initdead=max(deadtime, "3s", key=seconds))
-    full = group == "full"
-    gt = cluster.group_toml(lab.plan, disk=full, probe=full, monitor="2s",
-                            clone=group == "clone")
-    cluster.install(lab, membership=mt, groups=gt, disk=full)
-    if full:
-        cluster.prepare_site(lab)
-    else:
-        cluster.prepare_local_site(lab)
-    for n in lab.plan.node_names:
-        cluster.start_daemon(lab, n)
-    _serving(lab, "node1", 120)
-    return lab
+    return gap(recs)[0]
 
 
 def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
@@ -105,7 +53,7 @@ def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
                            "deadtime": seconds(deadtime), "group": group, "runs": runs,
                            "crash": [], "crash_failback": [], "clean": [],
                            "clean_failback": [], "detection": [], "start": []}
-    lab = _setup(timing, group)
+    lab = setup(LAB, keepalive, deadtime, group)
     try:
         for i in range(runs):
             # crash
@@ -113,27 +61,28 @@ def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
             time.sleep(0.5)
             t0 = time.time()
             lab.crash("node1")
-            _serving(lab, "node2", 120)
+            serving(lab, "node2", 120)
             res["crash"].append(_gap(poll.stop()))
-            dead, started = _last(lab, "node2", "NodeDead"), _last(lab, "node2", "GroupStarted")
+            dead = last_event(lab, "node2", "NodeDead")
+            started = last_event(lab, "node2", "GroupStarted")
             if dead is not None:
                 res["detection"].append(dead["time"] - t0)
             if started is not None:
                 res["start"].append(started["took"])
             poll = Poll(lab, work)
             lab.boot("node1")
-            _serving(lab, "node1", 300)
+            serving(lab, "node1", 300)
             res["crash_failback"].append(_gap(poll.stop()))
             # clean stop
             poll = Poll(lab, work)
             time.sleep(0.5)
             pid = cluster.daemon_status(lab, "node1")["pid"]
             cluster.sh(lab, "node1", f"kill -TERM {pid}")
-            _serving(lab, "node2", 120)
+            serving(lab, "node2", 120)
             res["clean"].append(_gap(poll.stop()))
             poll = Poll(lab, work)
             cluster.start_daemon(lab, "node1")
-            _serving(lab, "node1", 300)
+            serving(lab, "node1", 300)
             res["clean_failback"].append(_gap(poll.stop()))
             print(f"  {timing} {group} run {i + 1}/{runs}: crash {res['crash'][-1]:.3f} s, "
                   f"failback {res['crash_failback'][-1]:.3f} s; clean stop "
@@ -150,32 +99,19 @@ def measure(timing: str, group: str, runs: int, work: Path) -> dict[str, Any]:
 
 def measure_garp(vmac: bool, runs: int, work: Path) -> dict[str, Any]:
     """Crash + failback outages for a client that ignores gratuitous ARP."""
-    keepalive, deadtime = TIMINGS["fast"]
     res: dict[str, Any] = {"vmac": vmac, "runs": runs, "crash": [], "crash_failback": []}
-    lab = Lab(LAB)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=16 * 2**20)
+    lab = setup(LAB, *TIMINGS["fast"], "clone", vmac=vmac)
     try:
-        mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,
-                                     deadtime=deadtime, initdead="3s")
-        gt = cluster.group_toml(lab.plan, disk=False, probe=False, monitor="2s", clone=True,
-                                vmac=vmac)
-        cluster.install(lab, membership=mt, groups=gt, disk=False)
-        cluster.prepare_local_site(lab)
         cluster.client_ignores_garp(lab)
-        for n in lab.plan.node_names:
-            cluster.start_daemon(lab, n)
-        _serving(lab, "node1", 120)
         for i in range(runs):
             poll = Poll(lab, work)
             time.sleep(0.5)
             lab.crash("node1")
-            _serving(lab, "node2", 180)
+            serving(lab, "node2", 180)
             res["crash"].append(_gap(poll.stop()))
             poll = Poll(lab, work)
             lab.boot("node1")
-            _serving(lab, "node1", 180)
+            serving(lab, "node1", 180)
             res["crash_failback"].append(_gap(poll.stop()))
             print(f"  client ignoring gratuitous ARP, vmac {'on' if vmac else 'off'}, run "
                   f"{i + 1}/{runs}: crash {res['crash'][-1]:.3f} s, failback "
@@ -190,13 +126,29 @@ def measure_garp(vmac: bool, runs: int, work: Path) -> dict[str, Any]:
 
 def bench_failover(base: Path, runs: int, timings: list[str] | None = None,
                    groups: list[str] | None = None, garp_runs: int = 0) -> dict[str, Any]:
-    out: dict[str, Any] = {"groups": [], "garp": []}
+    """Every measurement; one that fails is reported (its error kept in the results) and
+    the others go on, so that an hour of figures is not lost to the last one."""
+    out: dict[str, Any] = {"groups": [], "garp": [], "errors": []}
+
+    def attempt(what: str, f: Any, *args: Any) -> dict[str, Any] | None:
+        try:
+            return dict(f(*args))
+        except KembarError as exc:
+            print(f"  {what} FAILED: {exc}", flush=True)
+            out["errors"].append(f"{what}: {exc}")
+            return None
+
     for timing in timings or list(TIMINGS):
         for group in groups or list(GROUPS):
-            out["groups"].append(measure(timing, group, runs, base))
+            r = attempt(f"{timing} {group}", measure, timing, group, runs, base)
+            if r is not None:
+                out["groups"].append(r)
     if garp_runs > 0:
         for vmac in (False, True):
-            out["garp"].append(measure_garp(vmac, garp_runs, base))
+            r = attempt(f"gratuitous ARP ignored, vmac {vmac}", measure_garp, vmac, garp_runs,
+                        base)
+            if r is not None:
+                out["garp"].append(r)
     return out
 
 
@@ -229,6 +181,8 @@ def report(res: dict[str, Any]) -> None:
                   mm(r, "start"), mm(r, "crash_failback"), mm(r, "clean"),
                   mm(r, "clean_failback"), f"{a['clean']:g}")
     Console(width=160).print(t)
+    for e in res.get("errors", []):
+        print(f"FAILED: {e}")
     for g in res.get("garp", []):
         print(f"client ignoring gratuitous ARP (fast timings, clone group), vmac "
               f"{'on ' if g['vmac'] else 'off'}: crash {g['crash_median']:.3f} / "

@@ -23,14 +23,22 @@ KEEPALIVE, DEADTIME = 0.1, 0.5
 
 def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool = False,
                 auto_failback: bool = True, restarts: int = 1,
-                ping: list[str] | None = None) -> Lab:
-    lab = make_lab(disk_size=64 * 2**20, private=private)
+                ping: list[str] | None = None, clone: bool = False,
+                vmac: bool = False) -> Lab:
+    """The lab running the web group on node1: the full group (disk, fs, site, VIP,
+    probe); with ``clone``, the site on every node's own disk as a clone + the VIP."""
+    disk = not clone
+    lab = make_lab(disk_size=(64 if disk else 16) * 2**20, private=private)
     mt = cluster.membership_toml(lab.plan, "two" if private else "bcast",
                                  keepalive="100ms", deadtime="500ms", initdead="3s",
                                  ping=ping)
-    gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence)
-    cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback)
-    cluster.prepare_site(lab)
+    gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence, disk=disk, probe=disk,
+                            clone=clone, vmac=vmac, monitor="1s" if disk else "500ms")
+    cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback, disk=disk)
+    if disk:
+        cluster.prepare_site(lab)
+    else:
+        cluster.prepare_local_site(lab)
     for n in lab.plan.node_names:
         cluster.start_daemon(lab, n)
     cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group to start on node1")
@@ -151,6 +159,12 @@ def test_a_killed_web_server_is_restarted_then_the_group_moves(
     kill_site()
     cluster.wait(lambda: history(lab, "node1", "ResourceRestarted"), 30, "a restart")
     assert cluster.runs_on(lab) == ["node1"]
+    # status shows each resource's state and fail count (crm_mon --failcounts)
+    states = {r["resource"]: r for r in
+              cluster.groups_status(lab, "node1")["web"]["resource_states"]}
+    assert states["service site"]["fail_count"] == 1
+    assert states["disk r0"] == {"resource": "disk r0", "state": "started", "fail_count": 0}
+    assert "fail count" in cluster.sh(lab, "node1", "kembar status")
     cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the site back on node1")
     kill_site()  # the second failure: restarts (1) used up, the group moves
     cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "the group to move")
@@ -263,16 +277,7 @@ def test_a_cloned_web_server_runs_on_both_nodes_and_only_the_vip_moves(
     """``clone = true`` on the site: it runs on both nodes (keepalived's setup), the group's
     moves only move the VIP; a clone that dies where the group is not is restarted there;
     standby and a stopped daemon stop it."""
-    lab = make_lab(disk_size=16 * 2**20)
-    mt = cluster.membership_toml(lab.plan, "bcast", keepalive="100ms", deadtime="500ms",
-                                 initdead="3s")
-    gt = cluster.group_toml(lab.plan, disk=False, probe=False, clone=True, monitor="500ms")
-    cluster.install(lab, membership=mt, groups=gt, disk=False)
-    cluster.prepare_local_site(lab)
-    for n in lab.plan.node_names:
-        cluster.start_daemon(lab, n)
-    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group on node1")
-    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the VIP to answer")
+    lab = web_cluster(make_lab, clone=True)
 
     def site_pid(node: str) -> int | None:
         res = lab.run(node, ["sh", "-c", "p=$(cat /run/kembar/web-site.pid) && "
@@ -317,17 +322,8 @@ def test_a_virtual_mac_keeps_a_client_that_ignores_gratuitous_arp(
     for the VIP until the entry goes stale (tens of seconds: the control case, without
     ``vmac``).  With ``vmac`` the MAC moves with the VIP, so the client reaches node2 as
     soon as node2 holds it."""
-    lab = make_lab(disk_size=16 * 2**20)
-    mt = cluster.membership_toml(lab.plan, "bcast", keepalive="100ms", deadtime="500ms",
-                                 initdead="3s")
-    gt = cluster.group_toml(lab.plan, disk=False, probe=False, clone=True, vmac=vmac)
-    cluster.install(lab, membership=mt, groups=gt, disk=False)
-    cluster.prepare_local_site(lab)
+    lab = web_cluster(make_lab, clone=True, vmac=vmac)
     cluster.client_ignores_garp(lab)
-    for n in lab.plan.node_names:
-        cluster.start_daemon(lab, n)
-    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the group on node1")
-    cluster.wait(lambda: get(lab, "/health")[1] == "node1", 20, "the VIP to answer")
 
     def vip_mac() -> list[str]:
         neigh = json.loads(cluster.sh(lab, "client", f"ip -j neigh show {lab.plan.vip}"))

@@ -156,3 +156,12 @@ def heal(name: str) -> None:
 def disk_fail(name: str, node: str, repair: bool) -> None:
     """Make NODE's second disk fail every read and write with EIO (or --repair it)."""
     click.echo(_lab(name).disk_fail(node, fail=not repair))
+
+
+def _experiments() -> None:
+    from kembar.cli.experiment import experiment, report
+    lab.add_command(experiment)
+    lab.add_command(report)
+
+
+_experiments()
