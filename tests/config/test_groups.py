@@ -138,3 +138,35 @@ def test_clones_come_first_and_are_counted() -> None:
 def test_bad_clones_give_one_clear_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_cluster(text)
+
+
+VMAC = BASE + """
+[groups.web]
+preferred = "node1"
+[[groups.web.resources]]
+type = "ip"
+address = "198.18.0.100/24"
+interface = "eth0"
+vmac = "auto"
+"""
+
+
+def test_vmac_auto_is_the_same_mac_on_every_node() -> None:
+    ip = parse_cluster(VMAC).groups["web"].resources[0]
+    assert ip.mac() == "02:6b:c6:12:00:64"  # type: ignore[union-attr]
+    text = VMAC.replace('vmac = "auto"', 'vmac = "02:AA:bb:cc:dd:ee"')
+    assert parse_cluster(text).groups["web"].resources[0].mac() == "02:aa:bb:cc:dd:ee"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("change, message", [
+    (('vmac = "auto"', 'vmac = "01:00:5e:00:00:01"'), r"not a unicast MAC"),
+    (('vmac = "auto"', 'vmac = "zz"'), r"not a unicast MAC"),
+    (('vmac = "auto"', "vmac = true"), r"vmac"),
+    (('interface = "eth0"\n', ''), r"vmac needs interface"),
+    (('198.18.0.100/24', '2001:db8::100/64'), r"vmac is for IPv4"),
+])
+def test_bad_vmac_gives_one_clear_error(change: tuple[str, str], message: str) -> None:
+    text = VMAC.replace(*change)
+    assert text != VMAC
+    with pytest.raises(ConfigError, match=message):
+        parse_cluster(text)

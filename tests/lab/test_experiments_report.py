@@ -113,3 +113,22 @@ def test_bad_timings_are_refused(text: str) -> None:
     from kembar.lab.experiments.failover import parse_timings
     with pytest.raises(KembarError, match="--timings"):
         parse_timings(text)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sync", "--sizes", "100K"], "whole MiB"),
+    (["sync", "--sizes", "lots"], "--sizes"),
+    (["sync", "--runs", "0"], "--runs"),
+    (["sync", "--protocol", "D"], "--protocol"),
+    (["failover", "--timings", "5ms"], "--timings"),
+    (["failover", "--group", "web"], "--group"),
+])
+def test_experiment_cli_refuses_bad_arguments_before_building_a_lab(
+        args: list[str], message: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "kembar", "lab", "experiment", *args,
+                          "--results", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert not (tmp_path / "r.json").exists()
