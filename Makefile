@@ -6,11 +6,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEB_PACKAGES := python3-venv python3-dev iproute2 e2fsprogs util-linux fuse3 libfuse3-dev pkg-config fio nftables iputils-ping iputils-arping curl
 
-# Only for `make bench` (the peers measured beside kembar); installed without starting
-# their services on this machine (a policy-rc.d that refuses, for the install only).
-BENCH_PACKAGES := heartbeat keepalived
+# Run by the lab on its nodes, not on this machine: the original (Heartbeat, beside kembar in
+# `kembar lab experiment failover --against heartbeat`) and the LAMP stack (`kembar lab up
+# --stack lamp`).  Installed without starting their services here (a policy-rc.d that
+# refuses, for the install only, unless the machine has one already).
+LAB_PACKAGES := heartbeat kmod apache2 libapache2-mod-php php-mysql mariadb-server mariadb-client
+# Only for `make bench` (a peer measured beside kembar), installed the same way.
+BENCH_PACKAGES := keepalived
 
-.PHONY: test demo bench setup deb bench-deb clean
+# $(call quiet_install,PACKAGES): apt-get install the missing ones, their services not started
+define quiet_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (services not started):$$missing"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
+	fi
+endef
 
 setup: $(STAMP)
 
@@ -28,25 +43,20 @@ $(STAMP): pyproject.toml | deb
 	@$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: deb $(STAMP)
+test: deb lab-deb $(STAMP)
 	$(PY) -m mypy --no-error-summary
 	$(PY) -m pytest -q
 
-demo: deb $(STAMP)
+demo: deb lab-deb $(STAMP)
 	$(PY) -m kembar.demo
 
-bench-deb:
-	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (services not started):$$missing"; \
-	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
-	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1; fi; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
-	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
-	fi
+lab-deb:
+	$(call quiet_install,$(LAB_PACKAGES))
 
-bench: deb bench-deb $(STAMP)
+bench-deb:
+	$(call quiet_install,$(BENCH_PACKAGES))
+
+bench: deb lab-deb bench-deb $(STAMP)
 	$(PY) bench/run.py
 
 clean:

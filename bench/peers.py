@@ -61,13 +61,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import secrets
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -76,6 +73,13 @@ from kembar.errors import KembarError
 from kembar.lab import cluster, machine
 from kembar.lab.lab import Lab
 from kembar.lab.names import PREFIXLEN
+from kembar.lab.experiments.heartbeat import LogWatch, ha_cf
+from kembar.lab.experiments.heartbeat import after_boot as _after_boot
+from kembar.lab.experiments.heartbeat import install as hb_install_text
+from kembar.lab.experiments.heartbeat import log_counts as hb_log_counts
+from kembar.lab.experiments.heartbeat import start as hb_start
+from kembar.lab.experiments.heartbeat import stop as hb_stop
+from kembar.lab.experiments.heartbeat import haresources as _haresources
 from kembar.lab.poll import ClientPoller, outages
 
 LAB = "peers"
@@ -88,9 +92,7 @@ ADVERTS = ("0.1", "1")
 SCENARIOS = ("crash", "clean")
 ORDERS = ("site-first", "vip-first")
 SETTLE = 1.0  # seconds of polling after the target node answers (to catch a late outage)
-HB_LOG = "/run/kembar/heartbeat.log"  # /run/kembar of a node is readable from the host
 KA_CONF = "/etc/keepalived/kembar-lab.conf"
-SITE_PID = "/run/kembar/apache2.pid"  # the LSB stand-in's; /run/kembar survives a crash
 # Figures quoted in issue 6 (measured earlier, VIP + web server), to check against.
 ISSUE: dict[tuple[str, str, str], dict[str, float]] = {
     ("heartbeat", "paper", "crash"): {"failover": 15.1, "detection": 14.8, "failback": 0.60},
@@ -142,44 +144,6 @@ class Poll(ClientPoller):
         last = (self.records() or [{}])[-1]
         raise KembarError(f"timed out after {timeout:.0f} s waiting for {what} "
                           f"(last poll: {last})")
-
-
-class LogWatch:
-    """Notes the moment a line with one of ``patterns`` first appears in a node's log
-    (read from the host every 10 ms; Heartbeat and keepalived write each line at once),
-    so steps can be timed finer than the logs' own 1 s timestamps."""
-
-    def __init__(self, path: Path, patterns: dict[str, str]) -> None:
-        self.path, self.patterns = path, patterns
-        self.seen: dict[str, float] = {}
-        self.offset = path.stat().st_size if path.exists() else 0
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        buf = b""
-        while not self.stopped.is_set() and len(self.seen) < len(self.patterns):
-            try:
-                with open(self.path, "rb") as fh:
-                    fh.seek(self.offset)
-                    new = fh.read()
-            except OSError:
-                new = b""
-            now = time.time()
-            if new:
-                self.offset += len(new)
-                buf = (buf + new)[-65536:]
-                text = buf.decode(errors="replace")
-                for name, pat in self.patterns.items():
-                    if name not in self.seen and pat in text:
-                        self.seen[name] = now
-            self.stopped.wait(0.01)
-
-    def stop(self) -> dict[str, float]:
-        self.stopped.set()
-        self.thread.join(5)
-        return self.seen
 
 
 def _run_once(lab: Lab, poll_file: Path, fault: Callable[[], None],
@@ -277,13 +241,6 @@ def keep_logs(lab: Lab, dest: Path | None, tag: str) -> None:
                 (dest / f"{tag}-{n}-{name}").write_bytes(src.read_bytes())
 
 
-def _after_boot(lab: Lab, node: str) -> None:
-    """What a real boot would have cleared: the lab keeps /run/kembar across a power cut
-    (it is the machine's directory on the host), and a stale site PID file there could
-    name a live process of the new boot (PIDs start again at 1)."""
-    cluster.sh(lab, node, f"rm -f {SITE_PID}")
-
-
 def _summary(out: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["runs"] = runs
     out["failover"] = _stats([r["failover"] for r in runs])
@@ -305,79 +262,17 @@ def _print_run(what: str, i: int, n: int, r: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ Heartbeat
-
-def ha_cf(timing: tuple[str, str, str]) -> str:
-    """The ha.cf of both nodes (pure): v1 haresources mode, broadcast on eth0."""
-    ka, warn, dead = (seconds(x) for x in timing)
-    initdead = max(2 * dead, 10.0)  # the paper's 15 s deadtime → 30 s
-
-    def ms(x: float) -> str:
-        return f"{round(x * 1000)}ms"
-
-    return "\n".join([
-        "# kembar lab: Heartbeat 3.0.6 in v1 (haresources) mode",
-        f"logfile {HB_LOG}", "logfacility none", "use_logd off",
-        f"keepalive {ms(ka)}", f"warntime {ms(warn)}", f"deadtime {ms(dead)}",
-        f"initdead {ms(initdead)}", "udpport 694", "bcast eth0", "auto_failback on",
-        "node node1", "node node2", "crm no", ""])
-
+# (ha.cf, haresources, start/stop and the log watch are the package's:
+# kembar.lab.experiments.heartbeat, which `kembar lab experiment failover --against
+# heartbeat` runs)
 
 def haresources(vip: str, order: str) -> str:
-    ip = f"IPaddr2::{vip}/{PREFIXLEN}/eth0"
-    group = ["apache2", ip] if order == "site-first" else [ip, "apache2"]
-    return "node1 " + " ".join(group) + "\n"
+    return _haresources(vip, "vip", order)
 
 
 def hb_install(lab: Lab, timing: tuple[str, str, str], order: str) -> None:
-    authkeys = f"auth 1\n1 sha1 {secrets.token_hex(20)}\n"
-    for n in lab.plan.node_names:
-        cluster.sh(lab, n, "cat > /etc/ha.d/ha.cf", input=ha_cf(timing))
-        cluster.sh(lab, n, "cat > /etc/ha.d/haresources",
-                   input=haresources(lab.plan.vip, order))
-        cluster.sh(lab, n, "umask 077; cat > /etc/ha.d/authkeys && chmod 600 "
-                           "/etc/ha.d/authkeys", input=authkeys)
+    hb_install_text(lab, timing, haresources(lab.plan.vip, order))
 
-
-def hb_start(lab: Lab, node: str) -> None:
-    """``/etc/init.d/heartbeat start`` on the node (it daemonizes).  First eth0 gets its
-    broadcast address (the lab's addresses have none, and Heartbeat's ``bcast`` sends to
-    the interface's broadcast address: without one its heartbeats never leave the node),
-    as a real server's network configuration would give it (``brd +``; ``ip addr
-    replace`` does not change it, so the address is added again)."""
-    addr = f"{lab.plan.node(node).addresses['public']}/{PREFIXLEN}"
-    cluster.sh(lab, node, f"ip -4 addr show dev eth0 | grep -q ' brd ' || "
-                          f"{{ ip addr del {addr} dev eth0 && "
-                          f"ip addr add {addr} brd + dev eth0; }}; "
-                          "mkdir -p /run/lock/subsys; /etc/init.d/heartbeat start "
-                          ">>/run/kembar/heartbeat.out 2>&1 </dev/null", timeout=60)
-
-
-def hb_stop(lab: Lab, node: str) -> None:
-    cluster.sh(lab, node, "/etc/init.d/heartbeat stop >>/run/kembar/heartbeat.out 2>&1 "
-                          "</dev/null", timeout=120)
-
-
-def hb_log_counts(lab: Lab) -> dict[str, dict[str, Any]]:
-    """Late heartbeats, deaths and errors each node logged (the logs have 1 s timestamps,
-    so they count, they do not time); the distinct error messages."""
-    out: dict[str, dict[str, Any]] = {}
-    for n in lab.plan.node_names:
-        try:
-            text = (lab.machine_dir(n) / "run" / "heartbeat.log").read_text(errors="replace")
-        except OSError:
-            text = ""
-        lines = text.splitlines()
-        errors = [ln for ln in lines if " ERROR: " in ln or " CRIT: " in ln]
-        kinds: dict[str, int] = {}
-        for ln in errors:
-            msg = ln.split(" ERROR: " if " ERROR: " in ln else " CRIT: ", 1)[1].strip()
-            msg = re.sub(r"[0-9]+", "N", msg)
-            kinds[msg[:90]] = kinds.get(msg[:90], 0) + 1
-        out[n] = {"late": text.count("Late heartbeat"),
-                  "dead": sum(1 for ln in lines if "is dead" in ln and "node " in ln.lower()),
-                  "shutdown_notices": text.count("Received shutdown notice"),
-                  "errors": len(errors), "error_kinds": kinds}
-    return out
 
 
 def measure_heartbeat(timing: tuple[str, str, str], runs: int, scenario: str,

@@ -90,3 +90,32 @@ def test_failover_experiment_and_its_report(lab_name: str, tmp_path: Path) -> No
     assert f"**{fo['outage']:.2f}**" in md and "Failover timeline" in md
     assert (out / "failover.png").exists() and (out / "failback.png").exists()
 
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not os.path.exists("/usr/libexec/heartbeat/heartbeat"),
+                    reason="heartbeat is not installed (make test installs it)")
+def test_failover_against_heartbeat_runs_both_on_the_full_group(
+        lab_name: str, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    res = kembar("lab", "experiment", "failover", "--runs", "1", "--timings", "100ms/500ms",
+                 "--group", "full", "--against", "heartbeat", "--lab", lab_name,
+                 "--results", str(results))
+    assert res.returncode == 0, res.stderr + res.stdout
+    doc = json.loads(results.read_text())
+    for part in ("failover", "failback"):
+        assert sorted(doc[part]["systems"]) == ["heartbeat", "kembar"]
+        hb = doc[part]["systems"]["heartbeat"]
+        assert len(hb) == 1 and hb[0]["outage"] > 0
+        assert any("kembardisk::r0 Filesystem::" in n for n in doc[part]["notes"])
+    steps = [s["step"] for s in doc["failover"]["systems"]["heartbeat"][0]["steps"]]
+    assert steps[0] == "node1 declared dead by node2" and "IP up" in steps
+    assert "the client is served again" in steps
+    assert f"failover (heartbeat): {doc['failover']['systems']['heartbeat'][0]['outage']:.2f}" \
+        in res.stdout
+    assert not Lab(lab_name).exists()
+    out = tmp_path / "report"
+    assert kembar("lab", "report", "--results", str(results), "--out",
+                  str(out)).returncode == 0
+    md = (out / "report.md").read_text()
+    assert "| heartbeat | 1 |" in md and "Failover timeline (heartbeat," in md

@@ -81,6 +81,8 @@ def test_write_report_makes_markdown_charts_and_json(tmp_path: Path) -> None:
      r"failover\.systems\.kembar\[0\]\.outage"),
     (lambda r: r["failback"]["systems"]["kembar"][0].update(steps=[{"step": 1}]),
      r"failback\.systems\.kembar\[0\]\.steps"),
+    (lambda r: r["failover"].update(notes="one"), r"failover\.notes: a list of texts"),
+    (lambda r: r["failover"].update(notes=[1]), r"failover\.notes: a list of texts"),
 ])
 def test_malformed_results_are_refused_with_the_place(change: Any, message: str) -> None:
     res = results({"100M": [100.0]}, [0.5])
@@ -122,6 +124,9 @@ def test_bad_timings_are_refused(text: str) -> None:
     (["sync", "--protocol", "D"], "--protocol"),
     (["failover", "--timings", "5ms"], "--timings"),
     (["failover", "--group", "web"], "--group"),
+    (["failover", "--against", "pacemaker"], "--against"),
+    (["failover", "--against", "heartbeat", "--group", "clone"], "has no clones"),
+    (["failback", "--against", "heartbeat", "--group", "clone"], "has no clones"),
 ])
 def test_experiment_cli_refuses_bad_arguments_before_building_a_lab(
         args: list[str], message: str, tmp_path: Path) -> None:
@@ -132,3 +137,46 @@ def test_experiment_cli_refuses_bad_arguments_before_building_a_lab(
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and message in res.stderr, res.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_each_systems_timeline_and_the_notes_are_in_the_report() -> None:
+    res = results({"100M": [100.0]}, [0.5, 0.7])
+    res["failover"]["systems"]["heartbeat"] = [
+        {"outage": 9.5, "steps": [{"step": "takeover begins", "at": 1.0}]}]
+    res["failover"]["notes"] = ["Heartbeat 3.0.6: haresources: node1 apache2"]
+    res["failover"]["group"] = "vip"
+    md = render_markdown(res)
+    assert "Failover timeline (kembar," in md and "Failover timeline (heartbeat," in md
+    assert "| takeover begins | 1.000 |" in md and "| **9.50** | 9.50 |" in md
+    assert "- Heartbeat 3.0.6: haresources: node1 apache2" in md and "group vip)" in md
+
+
+@pytest.mark.parametrize("timing, want", [
+    (("2s", "15s"), ("2s", "5s", "15s")),          # the paper's ha.cf
+    (("10ms", "50ms"), ("10ms", "30ms", "50ms")),  # 60 % of deadtime
+    (("100ms", "250ms"), ("100ms", "200ms", "250ms")),  # at least two keepalives
+    (("1s", "1500ms"), ("1s", "1500ms", "1500ms")),  # never past deadtime
+])
+def test_heartbeats_warntime_for_the_timings(timing: tuple[str, str],
+                                             want: tuple[str, str, str]) -> None:
+    from kembar.config.units import to_seconds
+    from kembar.lab.experiments import heartbeat
+    got = heartbeat.timing(*timing)
+    assert got[0] == want[0] and got[2] == want[2]
+    assert to_seconds(got[1]) == pytest.approx(to_seconds(want[1]))
+
+
+def test_heartbeats_ha_cf_and_haresources_for_the_groups() -> None:
+    from kembar.errors import KembarError
+    from kembar.lab.experiments import heartbeat
+    cf = heartbeat.ha_cf(("2s", "5s", "15s"))
+    for line in ("keepalive 2000ms", "warntime 5000ms", "deadtime 15000ms",
+                 "initdead 30000ms", "auto_failback on", "crm no", "bcast eth0"):
+        assert line in cf.splitlines()
+    assert heartbeat.haresources("198.18.0.100", "vip") == \
+        "node1 apache2 IPaddr2::198.18.0.100/24/eth0\n"
+    assert heartbeat.haresources("198.18.0.100", "full") == (
+        "node1 kembardisk::r0 Filesystem::/dev/kembar/r0::/srv/data::ext4 apache2 "
+        "IPaddr2::198.18.0.100/24/eth0\n")
+    with pytest.raises(KembarError, match="no clones"):
+        heartbeat.haresources("198.18.0.100", "clone")

@@ -202,6 +202,64 @@ _verb("check-peer", "Ping the peer now; drop it if it does not answer within pin
 _verb("outdate", "Mark a disconnected Secondary's data Outdated (it cannot be promoted).")
 
 
+RECOVERY_DIR = "/var/lib/kembar/recovery"
+
+
+@disk.command()
+@DISK
+@click.option("--survivor", required=True, metavar="NODE",
+              help="The node whose data is kept; the other one's changes are discarded "
+                   "(after they are saved).")
+@click.option("--recovery-dir", default=RECOVERY_DIR, show_default=True, metavar="DIR",
+              help="Where the victim saves its disk before discarding it.")
+@click.option("--blocks-only", is_flag=True,
+              help="Save only the victim's diverging blocks, not its whole disk (for disks "
+                   "too big to copy; the copy is then not mountable by itself).")
+@pass_ctx
+def resolve(c: Ctx, disk: str, survivor: str, recovery_dir: str, blocks_only: bool) -> None:
+    """Resolve a split brain by keeping SURVIVOR's data: DRBD's manual procedure in one
+    command, run on each node.  On the victim it demotes the disk (refused while it is in
+    use), disconnects, saves its disk as it is to a recovery image (mountable read-only;
+    its manifest lists the blocks it wrote while apart) and reconnects as the sync target
+    (--discard-my-data).  On the survivor it connects.  Either node may go first."""
+    cfg, me = c.load()
+    nodes = sorted(cfg.disk(disk).on)
+    if survivor not in nodes:
+        raise ConfigError(f"--survivor {survivor}: not a node of disk {disk} "
+                          f"({', '.join(nodes)})")
+    if not os.path.isabs(recovery_dir):
+        raise ConfigError(f"--recovery-dir {recovery_dir}: an absolute path")
+    with c.client(disk, timeout=3600) as cl:
+        st = cl.status()
+        peer, conn = st["peer"]["node"], st["peer"]["connection"]
+        if conn == "Connected":
+            raise KembarError(f"{disk}: {me} is connected to {peer} ({st['disk_state']}/"
+                              f"{st['peer']['disk_state']}): no split brain to resolve")
+        if me == survivor:
+            if conn == "StandAlone":
+                cl.control("connect")
+            click.echo(f"{disk}: {me} keeps its data and waits for {peer}.\n"
+                       f"next, on {peer} (the victim): kembar disk resolve {disk} "
+                       f"--survivor {me}")
+            return
+        if st["role"] == "Primary":
+            click.echo(cl.control("secondary"))
+        if conn != "StandAlone":
+            click.echo(cl.control("disconnect"))
+        base = os.path.join(recovery_dir, f"{disk}-{me}-{time.strftime('%Y%m%d-%H%M%S')}")
+        doc = cl.control("save-recovery", path=base, blocks_only=blocks_only)
+        click.echo(f"{disk}: saved {doc['contents']} of {me} to {doc['image']} "
+                   f"({doc['diverging_bytes']} bytes in {len(doc['diverging'])} range(s) "
+                   f"diverge; they are listed in {base}.json)")
+        if not blocks_only:
+            click.echo(f"  to look at it: mount -o ro,loop {doc['image']} /mnt")
+        click.echo(cl.control("connect", discard_my_data=True))
+        click.echo(f"{disk}: {me} discards its changes and becomes the sync target of "
+                   f"{survivor} once they connect.\n"
+                   f"next, on {survivor} (if not done yet): kembar disk resolve {disk} "
+                   f"--survivor {survivor}")
+
+
 @disk.command()
 @DISK
 @pass_ctx

@@ -101,19 +101,25 @@ def sync(sizes: str, runs: int, protocol: str, lab_name: str, results: str) -> N
     click.echo(f"results in {path}; `kembar lab report --results {path}` writes the report")
 
 
-def _failover(runs: int, timings: str, group: str, lab_name: str, results: str) -> None:
-    from kembar.lab.experiments.failover import parse_timings, run_failover
-    parse_timings(timings)  # bad timings are refused before the lab is built
+def _failover(runs: int, timings: str, group: str, lab_name: str, results: str,
+              against: str | None) -> None:
+    from kembar.lab.experiments.failover import check_against, parse_timings, run_failover
+    from kembar.lab.experiments.heartbeat import require
+    parse_timings(timings)  # bad arguments are refused before the lab is built
+    check_against(against, group)
+    if against:
+        require()
     path = Path(results)
     if path.exists():
         load_results(path)
-    with _Bar(runs + 1) as step:
-        fo, fb = run_failover(runs, timings, group, lab_name, progress=step)
+    with _Bar((runs + 1) * (2 if against else 1)) as step:
+        fo, fb = run_failover(runs, timings, group, lab_name, progress=step, against=against)
     _save(path, "failover", fo)
     _save(path, "failback", fb)
     for name, part in (("failover", fo), ("failback", fb)):
-        xs = [r["outage"] for r in part["systems"]["kembar"]]
-        click.echo(f"{name}: {', '.join(f'{x:.2f}' for x in xs)} s")
+        for system, runs_ in part["systems"].items():
+            xs = [r["outage"] for r in runs_]
+            click.echo(f"{name} ({system}): {', '.join(f'{x:.2f}' for x in xs)} s")
     click.echo(f"results in {path}; `kembar lab report --results {path}` writes the report")
 
 
@@ -128,6 +134,10 @@ FAILOVER_OPTIONS = [
                       "nodes + VIP."),
     click.option("--lab", "lab_name", default="exp", show_default=True, metavar="NAME",
                  help="The lab made (and removed) for the experiment."),
+    click.option("--against", type=click.Choice(["heartbeat"]), default=None,
+                 help="Then the original, Debian's Heartbeat 3.0.6, running the same group "
+                      "(vip or full) at the same timings in the same lab: both in the "
+                      "results and the report."),
     RESULTS,
 ]
 
@@ -140,19 +150,21 @@ def _with_options(f: Callable[..., None]) -> Callable[..., None]:
 
 @experiment.command()
 @_with_options
-def failover(runs: int, timings: str, group: str, lab_name: str, results: str) -> None:
+def failover(runs: int, timings: str, group: str, lab_name: str, against: str | None,
+             results: str) -> None:
     """Crash node1 RUNS times while a client polls the VIP every 50 ms: the outage per
     run and the moments of each step (declared dead, fenced, promoted, mounted, IP up,
     service up); each crash is followed by node1's boot and failback, measured too."""
-    _failover(runs, timings, group, lab_name, results)
+    _failover(runs, timings, group, lab_name, results, against)
 
 
 @experiment.command()
 @_with_options
-def failback(runs: int, timings: str, group: str, lab_name: str, results: str) -> None:
+def failback(runs: int, timings: str, group: str, lab_name: str, against: str | None,
+             results: str) -> None:
     """The failback after each of RUNS crashes (node1 boots, resyncs, takes the group back
     with auto_failback): the same cycles as `failover`, both parts saved."""
-    _failover(runs, timings, group, lab_name, results)
+    _failover(runs, timings, group, lab_name, results, against)
 
 
 @click.command()

@@ -39,16 +39,31 @@ def lab() -> None:
               help="Add a second, private link between the nodes (198.18.1.0/24).")
 @click.option("--disk-size", default="256M", show_default=True, metavar="SIZE",
               help="Size of each node's second disk (/mnt/vdb on the node).")
-def up(name: str, nodes: int, private: bool, disk_size: str) -> None:
+@click.option("--stack", type=click.Choice(["none", "lamp"]), default="none",
+              show_default=True,
+              help="lamp: the paper's stack on top — Debian's apache2 + mod_php and MariaDB "
+                   "(installed if missing), web root and database on the replicated disk at "
+                   "/srv/data, the cluster daemons running group web (disk, filesystem, "
+                   "MariaDB, Apache, VIP) on node1.")
+def up(name: str, nodes: int, private: bool, disk_size: str, stack: str) -> None:
     """Build the lab and power on every machine."""
     size = parse_size(disk_size, "--disk-size")
     if size < 16 * 1024 * 1024 or size % 4096:
         raise ConfigError(f"--disk-size {disk_size}: at least 16M and a multiple of 4K")
-    plan = _lab(name).up(nodes, private, size or DEFAULT_DISK_SIZE)
+    if stack == "lamp" and nodes != 2:
+        raise ConfigError(f"--stack lamp: two nodes (the paper's cluster), not {nodes}")
+    lab_ = _lab(name)
+    plan = lab_.up(nodes, private, size or DEFAULT_DISK_SIZE)
     for m in plan.machines:
         addrs = ", ".join(f"{a} ({ln})" for ln, a in m.addresses.items())
         click.echo(f"{plan.lab}: {m.name} up: {addrs}" + (
             "; second disk /mnt/vdb" if m.is_node else ""))
+    if stack == "lamp":
+        from kembar.lab import lamp
+        lamp.install(lab_, lambda text: click.echo(f"{plan.lab}: {text}"))
+        click.echo(f"{plan.lab}: the shop (PHP, MariaDB) answers on http://{plan.vip}/ "
+                   "(`kembar lab exec client -- curl -s http://VIP/orders.json`)")
+        return
     click.echo(f"{plan.lab}: the VIP {plan.vip} is reserved; `kembar lab exec node1 -- sh` "
                "opens a shell on node1")
 

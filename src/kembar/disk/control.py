@@ -125,6 +125,8 @@ class ControlServer:
             "disconnect": e.disconnect,
             "check-peer": lambda: e.check_peer(_seconds(req.get("timeout"))),
             "outdate": e.outdate,
+            "save-recovery": lambda: e.save_recovery(_text(req.get("path")),
+                                                     bool(req.get("blocks_only"))),
             "verify": e.verify,
             "down": lambda: self._down(bool(req.get("force"))),
         }
@@ -144,6 +146,12 @@ class ControlServer:
             await self.device.check_down(force)
         asyncio.get_running_loop().call_soon(self.on_down)
         return f"{self.engine.disk}: going down"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 4096 or "\0" in value:
+        raise KembarError(f"path: a file name, got {value!r}")
+    return value
 
 
 def _seconds(value: Any) -> float | None:

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from kembar.disk import digest, gi, wire
+from kembar.disk import digest, gi, recovery, wire
 from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
 from kembar.disk.backing import Backing
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
@@ -690,6 +690,31 @@ class Engine(HandshakeMixin, ResyncMixin):
         self._ensure_listener()
         self._kick.set()
         return f"{self.disk}: connecting to {self.peer_name}"
+
+    async def save_recovery(self, base: str, blocks_only: bool = False) -> dict[str, Any]:
+        """The victim's side of a split-brain resolution, before it discards its data:
+        its disk (or only its diverging blocks) into ``base.img`` and what diverges into
+        ``base.json`` (``kembar.disk.recovery``).  Only on a StandAlone Secondary: nothing
+        may change the data while it is copied."""
+        if self.role == Role.PRIMARY:
+            raise StateError(f"{self.disk}: Primary on {self.node}; demote it before its "
+                             "data is saved and discarded")
+        if self.conn != ConnState.STANDALONE:
+            raise StateError(f"{self.disk}: {self.conn.value}; disconnect first (a resync "
+                             "could change the data while it is copied)")
+        if self.disk_state == DiskState.DISKLESS:
+            raise StateError(f"{self.disk}: Diskless on {self.node}; no data to save")
+        diverging = recovery.extents(self.bitmap, self.size)
+        meta = recovery.manifest(
+            self.disk, self.node, self.size,
+            {"current": f"{self.md.current:016X}", "bitmap": f"{self.md.bitmap_uuid:016X}",
+             "history": [f"{h:016X}" for h in self.md.history]},
+            diverging, blocks_only, base + ".img")
+        doc = await recovery.save(self.backing.read, self.size, diverging, blocks_only, base,
+                                  meta)
+        log.warning("%s: saved %s to %s.img before discarding it (%d bytes diverge)",
+                    self.disk, meta["contents"], base, meta["diverging_bytes"])
+        return doc
 
     async def outdate(self) -> str:
         """Mark this node's data Outdated (a fencing handler does this to the peer of a

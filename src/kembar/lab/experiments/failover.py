@@ -25,6 +25,7 @@ from kembar.config.units import to_seconds
 from kembar.demo import get
 from kembar.errors import KembarError
 from kembar.lab import cluster
+from kembar.lab.experiments import heartbeat
 from kembar.lab.lab import Lab
 from kembar.lab.poll import ClientPoller, outages
 
@@ -77,10 +78,14 @@ def gap(recs: list[dict[str, Any]]) -> tuple[float, float | None]:
     return float(g["seconds"]), float(g["end"])
 
 
+def serving_vip(lab: Lab, node: str, timeout: float) -> None:
+    """Until ``node`` answers through the VIP."""
+    cluster.wait(lambda: get(lab, "/health")[1] == node, timeout, f"{node} on the VIP")
+
+
 def serving(lab: Lab, node: str, timeout: float) -> None:
     cluster.wait(lambda: cluster.runs_on(lab) == [node], timeout, f"the group on {node}")
-    cluster.wait(lambda: get(lab, "/health")[1] == node, max(30.0, timeout),
-                 f"{node} on the VIP")
+    serving_vip(lab, node, max(30.0, timeout))
 
 
 def last_event(lab: Lab, node: str, kind: str) -> dict[str, Any] | None:
@@ -155,13 +160,34 @@ def crash_and_failback(lab: Lab, work: Path) -> tuple[dict[str, Any], dict[str, 
     return failover, failback
 
 
+AGAINST = ("heartbeat",)
+
+
+def check_against(against: str | None, group: str) -> None:
+    """KembarError when the original cannot run this group (pure)."""
+    if against is None:
+        return
+    if against not in AGAINST:
+        raise KembarError(f"--against {against!r}: {', '.join(AGAINST)}")
+    if group not in heartbeat.GROUPS:
+        raise KembarError(f"--against heartbeat: Heartbeat runs the groups "
+                          f"{' and '.join(heartbeat.GROUPS)}, not {group!r} (v1 Heartbeat "
+                          "has no clones)")
+
+
 def run_failover(runs: int, timings: str = "paper", group: str = "full",
                  lab_name: str = "exp", work: Path = Path("/var/tmp"),
-                 progress: Progress = lambda _: None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``runs`` crashes and failbacks: the results' "failover" and "failback" parts."""
+                 progress: Progress = lambda _: None, against: str | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``runs`` crashes and failbacks: the results' "failover" and "failback" parts; with
+    ``against="heartbeat"``, then as many of Heartbeat 3.0.6 running the same group at the
+    same timings in a fresh lab of the same name (system "heartbeat" beside "kembar")."""
     keepalive, deadtime = parse_timings(timings)
     if runs < 1:
         raise KembarError("runs: at least 1")
+    check_against(against, group)
+    if against:
+        heartbeat.require()
     head = {"timing": timings, "keepalive": to_seconds(keepalive),
             "deadtime": to_seconds(deadtime), "group": group}
     fo: dict[str, Any] = {**head, "systems": {"kembar": []}}
@@ -176,4 +202,9 @@ def run_failover(runs: int, timings: str = "paper", group: str = "full",
             fb["systems"]["kembar"].append(b)
     finally:
         lab.down()
+    if against == "heartbeat":
+        hfo, hfb, notes = heartbeat.run(runs, keepalive, deadtime, group, lab_name, work,
+                                        progress)
+        fo["systems"]["heartbeat"], fb["systems"]["heartbeat"] = hfo, hfb
+        fo["notes"] = fb["notes"] = notes
     return fo, fb

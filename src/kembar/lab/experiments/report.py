@@ -11,13 +11,15 @@ Results (one JSON document; each experiment fills its part, any part may be miss
               "catchup": [{"size": "100M", "bytes": N, "seconds": [per run]}],
               "local_ext4": [{"size": "100M", "bytes": N, "mbs": [per run]}],
               "tcp_mbs": x, "memory_read_mbs": x, "disk_read_mbs": x},
-     "failover": {"timing": "paper", "keepalive": 2.0, "deadtime": 15.0,
+     "failover": {"timing": "paper", "keepalive": 2.0, "deadtime": 15.0, "group": "full",
                   "systems": {"kembar": [{"outage": s, "steps": [{"step": "...",
                                                                   "at": s}]}],
-                              "heartbeat": [...]}},
+                              "heartbeat": [...]},
+                  "notes": ["...", ...]},
      "failback": {same as failover}}
 
-``at`` is seconds since the fault (failover: the crash; failback: the node's boot).
+``at`` is seconds since the fault (failover: the crash; failback: kembar's, node1's
+boot; Heartbeat's, its start on node1 once node1 is back).
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ def _events(doc: Any, where: str) -> None:
                     isinstance(s, dict) and isinstance(s.get("step"), str)
                     and isinstance(s.get("at"), (int, float)) for s in steps):
                 raise ResultsError(f"{w}.steps: a list of {{step, at}}")
+    notes = doc.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ResultsError(f"{where}.notes: a list of texts")
 
 
 def check_results(doc: Any, where: str = "results") -> None:
@@ -205,8 +210,9 @@ def _sync_tables(sync: dict[str, Any]) -> list[str]:
 
 
 def _event_table(title: str, doc: dict[str, Any], reference: float) -> list[str]:
+    group = f", group {doc['group']}" if doc.get("group") else ""
     out = [f"## {title} (keepalive {doc.get('keepalive', '?')} s, deadtime "
-           f"{doc.get('deadtime', '?')} s: {doc.get('timing', '')})", "",
+           f"{doc.get('deadtime', '?')} s: {doc.get('timing', '')}{group})", "",
            "Client-visible outage: a client polls the VIP over HTTP every 50 ms; last good "
            "reply before → first good reply after.", "",
            "| system | runs | outage per run (s) | median | max | paper |", "|---|---|---|---|---|---|"]
@@ -215,13 +221,15 @@ def _event_table(title: str, doc: dict[str, Any], reference: float) -> list[str]
         out.append(f"| {name} | {len(xs)} | " + ", ".join(f"{x:.2f}" for x in xs) +
                    f" | **{statistics.median(xs):.2f}** | {max(xs):.2f} | ~{reference:g} |")
     out.append("")
-    steps = _median_steps(doc["systems"].get("kembar", []))
-    if steps:
-        out += [f"{title} timeline (kembar, median over the runs, seconds after the fault):",
-                "", "| step | at |", "|---|---|"]
-        out += [f"| {s} | {at:.3f} |" for s, at in steps]
-        out.append("")
-    return out
+    for name, runs in doc["systems"].items():
+        steps = _median_steps(runs)
+        if steps:
+            out += [f"{title} timeline ({name}, median over the runs, seconds after the "
+                    "fault):", "", "| step | at |", "|---|---|"]
+            out += [f"| {s} | {at:.3f} |" for s, at in steps]
+            out.append("")
+    out += [f"- {n}" for n in doc.get("notes", [])]
+    return out + ([""] if doc.get("notes") else [])
 
 
 def _median_steps(runs: list[dict[str, Any]]) -> list[tuple[str, float]]:
