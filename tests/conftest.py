@@ -22,8 +22,7 @@ def _sweep_leftovers() -> Iterator[None]:
     sweep()
 
 
-@pytest.fixture
-def make_lab() -> Iterator[Callable[..., Lab]]:
+def _labs() -> Iterator[Callable[..., Lab]]:
     made: list[Lab] = []
 
     def make(**kw: object) -> Lab:
@@ -36,6 +35,17 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
     for lab in made:
         lab.down()
         assert leftovers(lab) == []
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., Lab]]:
+    yield from _labs()
+
+
+@pytest.fixture(scope="module")
+def make_module_lab() -> Iterator[Callable[..., Lab]]:
+    """Labs shared by the tests of one module (removed after its last test)."""
+    yield from _labs()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -36,6 +36,7 @@ def _register() -> None:
     from kembar.cli import config as config_cli
     from kembar.cli import daemon as daemon_cli
     from kembar.cli import disk as disk_cli
+    from kembar.cli import drill as drill_cli
     from kembar.cli import lab as lab_cli
     from kembar.cli import manager as manager_cli
 
@@ -44,6 +45,7 @@ def _register() -> None:
     cli.add_command(lab_cli.lab)
     cli.add_command(daemon_cli.daemon)
     cli.add_command(daemon_cli.status)
+    cli.add_command(drill_cli.drill)
     for cmd in (manager_cli.standby, manager_cli.online, manager_cli.takeover,
                 manager_cli.cleanup):
         cli.add_command(cmd)

@@ -16,7 +16,6 @@ last good reply → first good reply, for every gap with failed polls in between
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
@@ -28,42 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from kembar.drill.poller import MAX_IN_FLIGHT, outages, poll_once  # noqa: F401 - the lab's API too
+
 if TYPE_CHECKING:
     from kembar.lab.lab import Lab
-
-MAX_IN_FLIGHT = 64
-
-
-def poll_once(host: str, port: int, path: str, timeout: float) -> tuple[bool, str, str]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        rep = conn.getresponse()
-        rep.read()
-        ok = 200 <= rep.status < 400
-        return ok, rep.getheader("X-Served-By", "") or "", "" if ok else f"HTTP {rep.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        return False, "", type(exc).__name__ + (f": {exc}" if str(exc) else "")
-    finally:
-        conn.close()
-
-
-def outages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every outage: {"start": last good reply, "end": first good reply after failures,
-    "seconds", "failed": failed polls, "before": node, "after": node}."""
-    out: list[dict[str, Any]] = []
-    last_ok: dict[str, Any] | None = None
-    failed = 0
-    for rec in sorted(lines, key=lambda r: float(r["t"])):
-        if not rec["ok"]:
-            failed += 1
-            continue
-        if failed and last_ok is not None:
-            out.append({"start": last_ok["t"], "end": rec["t"],
-                        "seconds": rec["t"] - last_ok["t"], "failed": failed,
-                        "before": last_ok["node"], "after": rec["node"]})
-        last_ok, failed = rec, 0
-    return out
 
 
 class ClientPoller:

@@ -1,0 +1,1 @@
+"""`kembar drill`: the safe failover scenarios, run on a real cluster."""
