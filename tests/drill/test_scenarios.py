@@ -19,6 +19,7 @@ from kembar.drill.scenarios import default_url, judge, link_target, parse_scenar
 from kembar.errors import KembarError
 from kembar.lab import cluster
 from kembar.lab.names import Plan
+from tests.lab.test_poll import _Site  # the same local site (answers as node1)
 
 
 def cfg(tmp_path: Path, restarts: int = 2, probe: bool = True) -> Any:
@@ -102,21 +103,9 @@ def test_bad_urls_are_refused() -> None:
             parse_url(bad)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("X-Served-By", "here")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server() -> Iterator[http.server.ThreadingHTTPServer]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
     yield srv
@@ -132,7 +121,7 @@ def test_the_poller_sees_an_outage_and_its_end(server: http.server.ThreadingHTTP
     server.shutdown()
     server.server_close()  # refused from now on
     time.sleep(0.4)
-    again = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    again = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Site)
     th = threading.Thread(target=again.serve_forever, daemon=True)
     th.start()
     try:
@@ -143,8 +132,8 @@ def test_the_poller_sees_an_outage_and_its_end(server: http.server.ThreadingHTTP
         again.server_close()
     [gap] = outages(recs)
     assert 0.3 <= gap["seconds"] < 1.5 and gap["failed"] >= 5
-    assert gap["before"] == gap["after"] == "here"
-    assert all(r["node"] == "here" for r in recs if r["ok"])
+    assert gap["before"] == gap["after"] == "node1"
+    assert all(r["node"] == "node1" for r in recs if r["ok"])
 
 
 def test_slow_replies_count_as_outage_when_asked() -> None:
