@@ -144,3 +144,20 @@ def test_slow_replies_count_as_outage_when_asked() -> None:
     assert outages(recs) == []
     [gap] = outages(recs, slow=0.25)
     assert gap["seconds"] == 0.5 and gap["failed"] == 2 and gap["after"] == "b"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenarios", "reboot"], "--scenarios 'reboot'"),
+    (["--cut-seconds", "0"], "--cut-seconds"),
+    (["--timeout", "-1"], "--timeout"),
+    (["--max-outage", "x"], "--max-outage"),
+    ([], "/nonexistent/cluster.toml"),  # a missing cluster file, named
+])
+def test_drill_cli_refuses_bad_arguments_before_touching_anything(
+        args: list[str], message: str) -> None:
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "kembar", "drill", "--yes",
+                          "-c", "/nonexistent/cluster.toml", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and message in res.stderr, res.stderr

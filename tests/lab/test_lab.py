@@ -173,6 +173,8 @@ def test_lab_cli(make_lab: Callable[..., Lab]) -> None:
                       (["up", "--name", "Bad_Name"], "lab name"),
                       (["up", "--name", "zz", "--nodes", "0"], "1 to 8"),
                       (["up", "--name", "zz", "--disk-size", "1M"], "at least 16M"),
+                      (["up", "--name", "zz", "--stack", "lamp", "--nodes", "3"],
+                       "two nodes"),
                       (["exec", "--name", lab.name, "node9", "--", "true"], "no machine"),
                       (["crash", "--name", "nosuch", "node1"], "does not exist"),
                       (["partition", "--name", lab.name, "node1", "node1"], "itself"),
@@ -185,6 +187,8 @@ def test_lab_cli(make_lab: Callable[..., Lab]) -> None:
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kembar: error:") and msg in lines[0], \
             (args, res.stderr)
+    res = kembar("up", "--name", "zz", "--stack", "lemp")
+    assert res.returncode == 2 and "'lemp' is not one of 'none', 'lamp'" in res.stderr
     assert not Path("/tmp/kembar-lab-zz").exists()
     assert lab.status()["cuts"] == []
 
