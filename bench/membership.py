@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kembar.lab import cluster
-from kembar.lab.lab import Lab
+from kembar.lab.lab import Lab, fresh_lab
 from kembar.lab.poll import ClientPoller, outages
 
 TIMINGS = [("2s", "15s"), ("100ms", "500ms"), ("10ms", "50ms")]
@@ -41,10 +41,7 @@ def _node1(lab: Lab) -> dict[str, Any]:
 
 
 def detection(keepalive: str, deadtime: str, crashes: int) -> dict[str, Any]:
-    lab = Lab(LAB)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=16 * 2**20)
+    lab = fresh_lab(LAB, disk_size=16 * 2**20)
     try:
         mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,
                                      deadtime=deadtime, initdead=max(deadtime, "2s", key=seconds))
@@ -74,10 +71,7 @@ def detection(keepalive: str, deadtime: str, crashes: int) -> dict[str, Any]:
 
 
 def soak(keepalive: str, deadtime: str, duration: float, load_dir: Path) -> dict[str, Any]:
-    lab = Lab(LAB)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=64 * 2**20)
+    lab = fresh_lab(LAB, disk_size=64 * 2**20)
     load = inner = poll = None
     try:
         mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,

@@ -71,7 +71,7 @@ from typing import Any, Callable
 
 from kembar.errors import KembarError
 from kembar.lab import cluster, machine
-from kembar.lab.lab import Lab
+from kembar.lab.lab import Lab, fresh_lab
 from kembar.lab.names import PREFIXLEN
 from kembar.lab.experiments.heartbeat import LogWatch, ha_cf
 from kembar.lab.experiments.heartbeat import after_boot as _after_boot
@@ -199,11 +199,7 @@ def _load_note() -> str:
 
 
 def _fresh_lab() -> Lab:
-    lab = Lab(LAB)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=16 * 2**20)
-    return lab
+    return fresh_lab(LAB, disk_size=16 * 2**20)
 
 
 def _site(lab: Lab) -> None:

@@ -431,6 +431,15 @@ def _remove_dev_dir_if_unused(base: Path) -> list[str]:
     return [f"removed the empty {DEV_DIR}"]
 
 
+def fresh_lab(name: str, **up: Any) -> Lab:
+    """Lab ``name`` built anew (an earlier one of that name removed first), powered on."""
+    lab = Lab(name)
+    if lab.exists():
+        lab.down()
+    lab.up(**up)
+    return lab
+
+
 def all_labs(base: Path = DEFAULT_BASE) -> list[str]:
     """Every lab that has anything left: a directory or a namespace."""
     names = {p.name[len(DIR_PREFIX):] for p in base.glob(f"{DIR_PREFIX}*")}

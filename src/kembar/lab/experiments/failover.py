@@ -26,7 +26,7 @@ from kembar.demo import get
 from kembar.errors import KembarError
 from kembar.lab import cluster
 from kembar.lab.experiments import heartbeat
-from kembar.lab.lab import Lab
+from kembar.lab.lab import Lab, fresh_lab
 from kembar.lab.poll import ClientPoller, outages
 
 TIMINGS = {"paper": ("2s", "15s"), "fast": ("10ms", "50ms")}
@@ -99,10 +99,7 @@ def setup(lab_name: str, keepalive: str, deadtime: str, group: str, vmac: bool =
     virtual MAC)."""
     if group not in GROUPS:
         raise KembarError(f"group {group!r}: one of {', '.join(GROUPS)}")
-    lab = Lab(lab_name)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=64 * 2**20)
+    lab = fresh_lab(lab_name, disk_size=64 * 2**20)
     try:
         mt = cluster.membership_toml(lab.plan, "bcast", keepalive=keepalive,
                                      deadtime=deadtime,

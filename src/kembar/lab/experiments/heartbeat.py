@@ -34,7 +34,7 @@ from typing import Any, Callable
 from kembar.config.units import to_seconds
 from kembar.errors import KembarError
 from kembar.lab import cluster
-from kembar.lab.lab import Lab
+from kembar.lab.lab import Lab, fresh_lab
 from kembar.lab.names import PREFIXLEN
 
 BINARY = "/usr/libexec/heartbeat/heartbeat"
@@ -239,10 +239,7 @@ def setup(lab_name: str, tm: tuple[str, str, str], group: str) -> Lab:
     from kembar.lab.experiments.failover import serving_vip
     require()
     haresources("VIP", group)  # a group Heartbeat cannot run is refused before the lab
-    lab = Lab(lab_name)
-    if lab.exists():
-        lab.down()
-    lab.up(disk_size=64 * 2**20)
+    lab = fresh_lab(lab_name, disk_size=64 * 2**20)
     try:
         cluster.install_lsb_stand_ins(lab)
         if group == "full":

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from kembar.errors import KembarError
 from kembar.lab import cluster
-from kembar.lab.lab import Lab
+from kembar.lab.lab import Lab, fresh_lab
 from kembar.lab.names import DISK_IN_NODE
 
 MiB = 2**20
@@ -101,11 +101,8 @@ def run_sync(sizes: list[int], runs: int, protocol: str = "C", lab_name: str = "
     catchup_runs = min(runs, 3) if catchup_runs is None else catchup_runs
     biggest = max(sizes)
     disk = (biggest * 5 // 4 + 64 * MiB + MiB - 1) // MiB * MiB
-    lab = Lab(lab_name)
-    if lab.exists():
-        lab.down()
     progress(f"lab {lab_name}: up with {size_name(disk)} disks")
-    lab.up(disk_size=disk)
+    lab = fresh_lab(lab_name, disk_size=disk)
     local_img = f"/var/tmp/kembar-exp-{lab_name}-local.img"
     local_mnt = f"/var/tmp/kembar-exp-{lab_name}-local"
     res: dict[str, Any] = {"protocol": protocol, "runs": [], "local_ext4": [], "catchup": []}
