@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import Iterator
@@ -21,12 +22,16 @@ def disk_agent(run_dir: str, disk: str = "r0") -> Agent:
                       AgentContext(run_dir=run_dir))
 
 
-def test_no_disk_process(ctx: AgentContext) -> None:
+def test_no_disk_process(ctx: AgentContext, tmp_path: Path) -> None:
+    ctx = replace(ctx, config=str(tmp_path / "kb-agt-none.toml"), node="n1")
     agent = make_agent(DiskResource.model_validate(dict(type="disk", disk="kb-agt-r9")), ctx)
-    for action in (agent.start, agent.monitor):
-        with pytest.raises(AgentError, match=r"^disk kb-agt-r9: disk kb-agt-r9 is not up on "
-                                             r"this node \(no process answers on .*\)"):
-            action(2)
+    with pytest.raises(AgentError, match=r"^disk kb-agt-r9: disk kb-agt-r9 is not up on "
+                                         r"this node \(no process answers on .*\)"):
+        agent.monitor(2)
+    # start tries to bring it up (as the OCF drbd agent's start does), and says why not
+    with pytest.raises(AgentError, match=r"^disk kb-agt-r9: no disk process ran, and `kembar "
+                                         r"disk up` failed: .*kb-agt-none.toml"):
+        agent.start(10)
     agent.stop(2)  # nothing can be Primary without its process: stopped
 
 
@@ -72,3 +77,21 @@ def test_promotion_waits_for_the_peer_to_let_go(pair: Pair) -> None:
     a2.stop(10)
     a2.stop(10)
     assert a2.monitor(5) is False
+
+
+@pytest.mark.slow
+def test_start_brings_a_killed_disk_process_up_again_then_promotes(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torture's disk-kill of the owner: the group's restart brings the disk back."""
+    pair.start_fresh("n1")
+    pair.kill("n1")  # SIGKILL: its FUSE mount and loop device left behind
+    monkeypatch.setenv("KEMBAR_DEV_DIR", pair.dev_dir("n1"))
+    agent = make_agent(DiskResource.model_validate(dict(type="disk", disk="r0")),
+                       AgentContext(run_dir=pair.run_dir("n1"), config=str(pair.configs["n1"]),
+                                    node="n1"))
+    agent.start(30)
+    assert agent.monitor(5) is True
+    st = pair.st("n1")
+    assert st["role"] == "Primary" and st["peer"]["connection"] == "Connected", st
+    assert Path(pair.device("n1")).exists()
+    agent.stop(10)

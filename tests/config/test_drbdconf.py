@@ -299,7 +299,7 @@ def test_empty_file() -> None:
      "handlers fence-peer (drbd.conf line 4)"),
     ("startup { become-primary-on node1; }", "startup become-primary-on (drbd.conf line 4)"),
     ("startup { wfc-timeout 0; }", "startup wfc-timeout (drbd.conf line 4)"),
-    ("disk { on-io-error detach; }", "on-io-error (drbd.conf line 4)"),
+    ("disk { on-io-error pass_on; }", "on-io-error (drbd.conf line 4)"),
     ("disk { fencing resource-only; }", "fencing (drbd.conf line 4)"),
     ("disk { no-disk-flushes; }", "no-disk-flushes (drbd.conf line 4)"),
     ("net { allow-two-primaries yes; }", "allow-two-primaries (drbd.conf line 4)"),
@@ -566,3 +566,25 @@ def test_cli_without_drbd_conf_notes_it(etc: Path) -> None:
     assert code == 0, err
     assert "kembar: note: no /etc/drbd.conf: no disks converted" in err.splitlines()
     assert ", 0 disks;" in out
+
+
+def test_on_io_error_detach_is_carried_over() -> None:
+    text = _res("\ndisk { on-io-error detach; }")
+    assert _disk(text).on_io_error == "detach"
+    assert not any("on-io-error" in n for n in _notes(text))
+    toml, _, _ = import_drbdconf(text, "/etc/drbd.conf", NODES)
+    assert 'on_io_error = "detach"' in toml
+
+
+@pytest.mark.parametrize("value", ["pass_on", "call-local-io-error"])
+def test_other_on_io_error_values_get_a_note(value: str) -> None:
+    text = _res(f"\ndisk {{ on-io-error {value}; }}")
+    assert _disk(text).on_io_error == "detach"
+    notes = [n for n in _notes(text) if n.startswith("on-io-error")]
+    assert len(notes) == 1 and value in notes[0] and "failover" in notes[0], notes
+
+
+def test_unknown_on_io_error_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="on-io-error: expected pass_on, call-local-io-error, "
+                                          "detach"):
+        import_drbdconf(_res("\ndisk { on-io-error explode; }"), "/etc/drbd.conf", NODES)

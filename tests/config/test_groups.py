@@ -66,6 +66,9 @@ def test_a_group_reads_in_order_with_defaults() -> None:
     assert ip.arp_count == 5 and ip.arp_interval == 0.2  # type: ignore[union-attr]
     assert probe.monitor_interval == 0.5 and probe.restarts == 0
     assert cfg.auto_failback("web") is True  # from [cluster]
+    assert g.failure_timeout == 0.0  # failures stay until `kembar cleanup`, as Pacemaker's
+    text = GROUP.replace('preferred = "node1"', 'preferred = "node1"\nfailure_timeout = "2m"')
+    assert parse_cluster(text).groups["web"].failure_timeout == 120.0
     assert g.resources[4].describe() == "script /etc/ha.d/resource.d/IPaddr::198.18.0.101/24/eth0"
 
 
@@ -84,6 +87,8 @@ def test_group_auto_failback_overrides_the_cluster() -> None:
     (('restarts = 0', 'restarts = -1'), r"restarts"),
     (('groups.web', 'groups.Web'), r"invalid group name"),
     (('timeout = "20s"', 'timeout = "soon"'), r"timeout"),
+    (('preferred = "node1"', 'preferred = "node1"\nfailure_timeout = "-5s"'),
+     r"failure_timeout"),
     (('interface = "eth0"', 'interface = "eth0"\ncolour = "red"'), r"colour"),
 ])
 def test_bad_groups_give_one_clear_error(change: tuple[str, str], message: str) -> None:

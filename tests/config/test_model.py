@@ -97,6 +97,7 @@ def test_defaults() -> None:
         "C", 7788, 0, "", "sha256")
     assert (disk.after_sb_0pri, disk.after_sb_1pri, disk.after_sb_2pri) == ("disconnect",) * 3
     assert disk.al_extents == 1237
+    assert disk.on_io_error == "detach"
     assert (disk.timeout, disk.ping_int, disk.ping_timeout, disk.connect_int) == (6.0, 10.0, 0.5, 2.0)
     assert disk.local("n2") == DiskHost(backing="/dev/sdc1", meta="/var/lib/kembar/r0.md", address="198.18.0.2")
 
@@ -139,6 +140,7 @@ BAD = [
     (_replace("[disks.r0]", '[disks.r0]\nafter_sb_1pri = "discard-zero-changes"'), "disks.r0.after_sb_1pri"),
     (_replace("[disks.r0]", '[disks.r0]\nafter_sb_2pri = "consensus"'), "disks.r0.after_sb_2pri"),
     (_replace("[disks.r0]", "[disks.r0]\nal_extents = 6"), "disks.r0.al_extents: must be >= 7"),
+    (_replace("[disks.r0]", '[disks.r0]\non_io_error = "pass_on"'), "disks.r0.on_io_error"),
     (_replace("[disks.r0]", "[disks.r0]\nal_extents = 65535"), "disks.r0.al_extents: must be <= 65534"),
     (_replace("[disks.r0]", '[disks.r0]\ntimeout = "soon"'), "disks.r0.timeout: invalid duration"),
     (_replace("[disks.r0]", '[disks.r0]\nping_int = "nan"'), "disks.r0.ping_int"),
@@ -319,3 +321,8 @@ def test_identify_node(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "other.lab")
     with pytest.raises(ConfigError, match=r"'other.lab' is not a node .*n1, n2.example.com.*--node"):
         identify_node(cfg, None)
+
+
+def test_on_io_error_failover() -> None:
+    disk = parse_cluster(_replace("[disks.r0]", '[disks.r0]\non_io_error = "failover"')).disk("r0")
+    assert disk.on_io_error == "failover"

@@ -426,6 +426,10 @@ ESTABLISHED = [
     (frame(Msg.RS_ACK, wire.Range(0, 4096).encode()), "RS_ACK for a range we did not send"),
     (frame(Msg.WRITE_ACK, wire.Status(0).encode(), seq=77), "WRITE_ACK for unknown write 77"),
     (frame(Msg.AUTH, b"\0" * wire.MAC_SIZE), "unexpected AUTH on an established connection"),
+    # an oversized frame once connected (the handshake case is in FAKES): refused from its
+    # header alone, its payload never read
+    (wire.HEADER.pack(wire.MAGIC, wire.VERSION, int(Msg.DATA), 0, wire.MAX_PAYLOAD + 1, 1, 0),
+     f"oversized frame: {wire.MAX_PAYLOAD + 1} bytes"),
 ]
 
 

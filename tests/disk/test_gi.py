@@ -105,7 +105,7 @@ def sides(name: str) -> st.SearchStrategy[Side]:
     # disconnected, a Primary losing its peer).
     return st.builds(Side, st.just(name), uuids, uuids, st.tuples(uuids, uuids),
                      st.integers(0, 3), st.booleans(), st.booleans(), st.booleans(),
-                     st.booleans()).filter(
+                     st.booleans(), st.booleans()).filter(
         lambda s: s.bitmap & ~1 == 0 or s.bitmap & ~1 != s.current & ~1)
 
 
@@ -119,7 +119,10 @@ def test_decisions_mirror_and_never_discard_a_primary(a: Side, b: Side, policy: 
     if b.primary:
         assert mine.code not in (Code.SOURCE, Code.SOURCE_FULL)
     # split brain is never resolved silently: only a policy or discard-my-data does it
+    if a.diskless or b.diskless:
+        assert mine.code in (Code.NO_SYNC, Code.REFUSED)  # nothing syncs with no disk
     if (policy == Policy() and not (a.discard_my_data or b.discard_my_data)
+            and not (a.diskless or b.diskless)
             and a.current & ~1 and b.current & ~1 and a.current & ~1 != b.current & ~1
             and a.bitmap & ~1 and a.bitmap & ~1 == b.bitmap & ~1
             and a.current & ~1 not in {h & ~1 for h in b.history}
@@ -136,3 +139,27 @@ def test_interrupted_full_sync_resumes() -> None:
     assert decide(target, side("a", A, bitmap=X | 1)).code == Code.TARGET
     # a different source generation: start over
     assert decide(target, side("a", Y)).code == Code.TARGET_FULL
+
+
+def test_diskless_side_never_syncs_and_needs_a_peer_with_its_generation() -> None:
+    # The peer is at the Diskless side's generation, or tracks changes since it.
+    assert decide(side("a", X, diskless=True), side("b", X)).code == Code.NO_SYNC
+    assert decide(side("a", X, diskless=True), side("b", Y, bitmap=X)).code == Code.NO_SYNC
+    assert decide(side("a", Y, bitmap=X), side("b", X, diskless=True)).code == Code.NO_SYNC
+    assert decide(side("a", X, diskless=True), side("b", X, diskless=True)).code \
+        == Code.NO_SYNC
+    # The Diskless side wrote a newer generation (e.g. while disconnected): the peer's
+    # data lacks it and must not serve it.
+    v = decide(side("a", Y, bitmap=X | 1, diskless=True, primary=True), side("b", X))
+    assert v.code == Code.REFUSED and "Diskless" in v.rule
+    assert decide(side("b", X), side("a", Y, bitmap=X | 1, diskless=True)).code \
+        == Code.REFUSED
+
+
+def test_failed_disk_resyncs_by_bitmap_from_the_tracking_peer() -> None:
+    # a's disk failed at generation X (Inconsistent now); b rotated to Y tracking since X.
+    a = side("a", X, consistent=False, weight=3)
+    b = side("b", Y, bitmap=X, primary=True, weight=40)
+    assert decide(a, b).code == Code.TARGET
+    # b never rotated (no writes since): a failed disk still resyncs in full.
+    assert decide(a, side("b", X)).code == Code.TARGET_FULL

@@ -41,10 +41,14 @@ SAMPLES: list[tuple[Msg, wire.Body]] = [
     (Msg.WRITE_ACK, wire.Status(0)),
     (Msg.STATE, wire.State(1, 4, 1, 2, 3, 4)),
     (Msg.BYE, wire.Bye("going down")),
+    (Msg.READ_REQ, wire.ReadReq(1 << 20, 65536)),
+    (Msg.READ_REPLY, wire.ReadReply(1 << 20, wire.READ_OK, b"r" * 4096)),
+    (Msg.READ_REPLY, wire.ReadReply(4096, wire.READ_FAILED)),
 ]
 
 
-@pytest.mark.parametrize("kind,body", SAMPLES, ids=[k.name for k, _ in SAMPLES])
+@pytest.mark.parametrize("kind,body", SAMPLES,
+                         ids=[f"{k.name}-{i}" for i, (k, _) in enumerate(SAMPLES)])
 def test_round_trip(kind: Msg, body: wire.Body) -> None:
     head, payload = wire.decode_frame(frame_bytes(kind, 3, body))
     decoded = wire.decode_body(head.kind, payload)
@@ -110,3 +114,53 @@ def test_valid_crc_garbage_body_never_crashes(kind: Msg, payload: bytes) -> None
         wire.decode_body(head.kind, got)
     except PeerProtocolError:
         pass
+
+
+# ------------------------------------------------ reads served by the peer
+
+
+def test_golden_read_req_and_reply() -> None:
+    assert wire.ReadReq(4096, 8192).encode() == struct.pack("!QI", 4096, 8192)
+    assert wire.ReadReply(4096, wire.READ_OK, b"ab").encode() == struct.pack("!QB", 4096, 0) + b"ab"
+    assert wire.ReadReply(0, wire.READ_FAILED).encode() == struct.pack("!QB", 0, 1)
+    raw = frame_bytes(Msg.READ_REQ, 9, wire.ReadReq(0, 4096))
+    head, payload = wire.decode_frame(raw)
+    assert head.kind is Msg.READ_REQ and head.seq == 9
+    assert wire.decode_body(head.kind, payload) == wire.ReadReq(0, 4096)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(1, wire.MAX_DATA))
+def test_read_req_round_trip(offset: int, length: int) -> None:
+    body = wire.ReadReq(offset, length)
+    assert wire.decode_body(Msg.READ_REQ, body.encode()) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.binary(min_size=1, max_size=8192))
+def test_read_reply_round_trip(offset: int, data: bytes) -> None:
+    ok = wire.ReadReply(offset, wire.READ_OK, data)
+    assert wire.decode_body(Msg.READ_REPLY, ok.encode()) == ok
+    failed = wire.ReadReply(offset, wire.READ_FAILED)
+    assert wire.decode_body(Msg.READ_REPLY, failed.encode()) == failed
+
+
+@pytest.mark.parametrize("kind, payload, words", [
+    (Msg.READ_REQ, struct.pack("!QI", 0, 0), "range of 0 bytes"),
+    (Msg.READ_REQ, struct.pack("!QI", 0, wire.MAX_DATA + 1), "range of"),
+    (Msg.READ_REQ, struct.pack("!QI", 0, 4096) + b"x", "expected 12"),
+    (Msg.READ_REQ, b"\0" * 11, "expected 12"),
+    (Msg.READ_REPLY, struct.pack("!QB", 0, wire.READ_OK), "data of 0 bytes"),
+    (Msg.READ_REPLY, struct.pack("!QB", 0, wire.READ_FAILED) + b"x", "failure status"),
+    (Msg.READ_REPLY, struct.pack("!QB", 0, 7) + b"x", "bad status 7"),
+    (Msg.READ_REPLY, b"\0" * 8, "at least 9"),
+])
+def test_bad_read_messages_are_protocol_errors(kind: Msg, payload: bytes, words: str) -> None:
+    with pytest.raises(PeerProtocolError, match=words):
+        wire.decode_body(kind, payload)
+
+
+def test_read_reply_larger_than_a_data_block_is_refused() -> None:
+    payload = struct.pack("!QB", 0, wire.READ_OK) + b"x" * (wire.MAX_DATA + 1)
+    with pytest.raises(PeerProtocolError, match="data of"):
+        wire.decode_body(Msg.READ_REPLY, payload)

@@ -24,7 +24,8 @@ KEEPALIVE, DEADTIME = 0.1, 0.5
 def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool = False,
                 auto_failback: bool = True, restarts: int = 1,
                 ping: list[str] | None = None, clone: bool = False,
-                vmac: bool = False) -> Lab:
+                vmac: bool = False, failure_timeout: str | None = None,
+                disk_options: dict[str, str] | None = None) -> Lab:
     """The lab running the web group on node1: the full group (disk, fs, site, VIP,
     probe); with ``clone``, the site on every node's own disk as a clone + the VIP."""
     disk = not clone
@@ -33,8 +34,10 @@ def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool
                                  keepalive="100ms", deadtime="500ms", initdead="3s",
                                  ping=ping)
     gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence, disk=disk, probe=disk,
-                            clone=clone, vmac=vmac, monitor="1s" if disk else "500ms")
-    cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback, disk=disk)
+                            clone=clone, vmac=vmac, monitor="1s" if disk else "500ms",
+                            failure_timeout=failure_timeout)
+    cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback, disk=disk,
+                    options=disk_options)
     if disk:
         cluster.prepare_site(lab)
     else:
@@ -150,7 +153,7 @@ def test_auto_failback_off_standby_and_takeover_both_ways(
 
 def test_a_killed_web_server_is_restarted_then_the_group_moves(
         make_lab: Callable[..., Lab]) -> None:
-    lab = web_cluster(make_lab, restarts=1)
+    lab = web_cluster(make_lab, restarts=1, failure_timeout="10s")
 
     def kill_site() -> None:
         pid = cluster.sh(lab, "node1", "cat /run/kembar/web-site.pid").strip()
@@ -171,8 +174,35 @@ def test_a_killed_web_server_is_restarted_then_the_group_moves(
     g = cluster.groups_status(lab, "node1")["web"]
     assert "monitor of service site failed 2 times" in g["failed_here"]
     assert get(lab, "/health")[1] == "node2"
-    cluster.sh(lab, "node1", "kembar cleanup web")
+    # failure_timeout (10 s): the failure on node1 is forgotten, auto_failback brings the
+    # group home (the torture found failures of distant, unrelated faults adding up)
+    cluster.wait(lambda: history(lab, "node1", "FailureExpired"), 30, "the failure to expire")
     assert cluster.groups_status(lab, "node1")["web"]["failed_here"] == ""
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the failback to node1")
+    assert "forgotten" in cluster.sh(lab, "node1", "kembar cleanup web")
+
+
+def test_a_failed_disk_under_on_io_error_failover_moves_the_group_with_every_order(
+        make_lab: Callable[..., Lab]) -> None:
+    lab = web_cluster(make_lab, disk_options={"on_io_error": "failover"})
+    shopper = Shopper(lab)
+    for _ in range(10):
+        assert shopper.order()
+    lab.disk_fail("node1")  # every read and write of node1's backing disk: EIO
+    cluster.wait(lambda: cluster.runs_on(lab) == ["node2"], 60, "the group to move")
+    cluster.wait(lambda: get(lab, "/health")[1] == "node2", 20, "node2 to answer")
+    st = cluster.disk_status(lab, "node1")
+    assert st["disk_state"] == "Diskless" and st["counters"]["io_errors"] > 0, st
+    failed = cluster.groups_status(lab, "node1")["web"]["failed_here"]
+    assert "on_io_error = failover" in failed, failed
+    body, _ = get(lab, "/orders.json")
+    stored = {o["id"]: o["customer"] for o in json.loads(body)["orders"]}
+    assert all(stored.get(i) == c for i, c in shopper.acked.items())
+    # repaired and attached, node1 resyncs from node2 (the group stays: failed there)
+    lab.disk_fail("node1", fail=False)
+    cluster.sh(lab, "node1", "kembar disk attach r0")
+    cluster.wait(lambda: cluster.synced(lab), 60, "node1's disk to resync")
+    assert shopper.order()
 
 
 def test_a_resource_that_fails_to_start_is_rolled_back_and_the_other_node_runs_it(
@@ -223,6 +253,10 @@ def test_partitions_with_and_without_fencing(make_lab: Callable[..., Lab],
         # without fencing both run it: the split brain status reports, and the disk finds
         cluster.wait(lambda: sorted(cluster.runs_on(lab)) == ["node1", "node2"], 60,
                      "node2 to take over too")
+        # node1, Primary, let go of its silent peer as soon as the cluster declared it dead
+        # (asked by its daemon), not after the disk's own timeout with its writes held
+        log = cluster.sh(lab, "node1", "cat /run/kembar/r0.log")
+        assert "the cluster declared node2 dead" in log, log[-2000:]
         lab.heal()
         cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60,
                      "the group to stay on one node after the heal")

@@ -136,3 +136,106 @@ def test_invariants(ns: tuple[Node, Node], g: Group, fencing: bool) -> None:
                 assert o.fenced
     for a in acts:
         assert a.why and a.group == "web" and str(a)
+
+
+def test_monitor_failure_restarts_then_fails_and_a_dead_disk_fails_at_once() -> None:
+    from kembar.manager.policy import after_monitor_failure
+
+    assert after_monitor_failure(1, 2) == "restart"
+    assert after_monitor_failure(2, 2) == "restart"
+    assert after_monitor_failure(3, 2) == "fail"
+    assert after_monitor_failure(1, 0) == "fail"
+    # A Diskless disk under on_io_error = "failover": no restart can repair it.
+    assert after_monitor_failure(1, 5, restart_helps=False) == "fail"
+
+
+def test_a_diskless_node_is_never_eligible() -> None:
+    g = Group("web", "n1")
+    v = View((Node("n1", True, disk="Diskless"), Node("n2", True)), (g,))
+    assert eligible(v, g, v.nodes[0]) is not None
+    assert [(a.kind, a.node) for a in decide(v) if a.kind == "start"] == [("start", "n2")]
+
+
+A, B, C = "00000000000000AA", "00000000000000BB", "00000000000000CC"
+Z = "0000000000000000"
+
+
+def test_a_disconnected_disk_is_promoted_only_if_the_live_peer_did_not_write_alone() -> None:
+    """Found by the torture (replication link cut, the group failed on node1, node2 took
+    it over with its older data: split brain)."""
+    g = Group("web", "node1", running_on=(), failed_on=("node1",))
+    cut = replace(N2, disk_connected=False, disk_synced=False, disk_gen=f"{A}:{Z}")
+    # node1 (alive) started a new generation when it lost its peer as Primary
+    a = one(View((replace(N1, disk_connected=False, disk_gen=f"{B}:{A}"), cut), (g,)))
+    assert a.kind == "wait" and "may have newer data" in a.why and "new generation" in a.why
+    # node1's disk is down: nobody can say what it wrote
+    a = one(View((replace(N1, disk="Down", disk_connected=False), cut), (g,)))
+    assert a.kind == "wait" and "its disk is down" in a.why
+    # node1 still Primary (it has not stopped yet)
+    assert "is Primary" in str(eligible(View((replace(N1, primary=True, disk_gen=f"{A}:{Z}"),
+                                              cut), (g,)), g, cut))
+    # the same generation: node1 wrote nothing alone; node2 may take over
+    a = one(View((replace(N1, disk_connected=False, disk_gen=f"{A}:{Z}"), cut), (g,)))
+    assert (a.kind, a.node) == ("start", "node2")
+    # node2 still believes it is connected, node1 says it is not: node1's word counts
+    a = one(View((replace(N1, disk_connected=False, disk_gen=f"{B}:{A}"),
+                  replace(N2, disk_gen=f"{A}:{Z}")), (g,)))
+    assert a.kind == "wait", a
+    # node1 dead: fencing and the dead-owner rules decide, as before
+    a = one(View((replace(N1, alive=False, disk_gen=f"{B}:{A}"), cut), (g,)))
+    assert (a.kind, a.node) == ("start", "node2")
+
+
+def test_the_side_that_wrote_alone_may_start_again_the_other_may_not() -> None:
+    g = Group("web", "node1")
+    n1 = replace(N1, disk_connected=False, disk_synced=False, disk_gen=f"{B}:{A}")
+    n2 = replace(N2, disk_connected=False, disk_synced=False, disk_gen=f"{A}:{Z}")
+    v = View((n1, n2), (g,))
+    assert eligible(v, g, n1) is None and eligible(v, g, n2) is not None
+    # both wrote alone since they parted (a split brain already): neither
+    v = View((n1, replace(n2, disk_gen=f"{C}:{A}")), (g,))
+    assert eligible(v, g, n1) is not None and eligible(v, g, v.nodes[1]) is not None
+
+
+def test_generations_compare_per_disk_and_bit_0_of_the_bitmap_does_not_count() -> None:
+    from kembar.manager.policy import ahead_or_same
+
+    assert ahead_or_same(f"{A}:{Z}", f"{A}:{Z}")
+    assert ahead_or_same(f"{B}:00000000000000AB", f"{A}:{Z}")  # bit 0: was Primary
+    assert not ahead_or_same(f"{A}:{Z}", f"{B}:{A}")
+    assert ahead_or_same(f"{A}:{Z},{B}:{A}", f"{A}:{Z},{A}:{Z}")
+    assert not ahead_or_same(f"{A}:{Z},{A}:{Z}", f"{A}:{Z},{B}:{A}")
+    for bad in ("", "xyz", f"{A}", f"{A}:{Z},"):
+        assert not ahead_or_same(bad, f"{A}:{Z}") and not ahead_or_same(f"{A}:{Z}", bad)
+    assert not ahead_or_same(f"{A}:{Z}", f"{A}:{Z},{A}:{Z}")
+
+
+@given(st.tuples(nodes, nodes).filter(lambda t: t[0].name != t[1].name),
+       st.tuples(st.booleans(), st.booleans(),
+                 st.sampled_from(["", f"{A}:{Z}", f"{B}:{A}", f"{C}:{A}"]),
+                 st.sampled_from(["", f"{A}:{Z}", f"{B}:{A}", f"{C}:{A}"])),
+       st.builds(Group, st.just("web"), st.sampled_from(["node1", "node2"]), st.booleans(),
+                 subsets, subsets, st.sampled_from([None, "node1", "node2"])))
+def test_never_started_apart_from_a_live_peer_that_may_have_newer_data(
+        ns: tuple[Node, Node], extra: tuple[bool, bool, str, str], g: Group) -> None:
+    from kembar.manager.policy import ahead_or_same
+
+    c1, c2, g1, g2 = extra
+    a, b = replace(ns[0], disk_connected=c1, disk_gen=g1), replace(ns[1], disk_connected=c2,
+                                                                   disk_gen=g2)
+    v = View((a, b), (g,))
+    for act in decide(v):
+        if act.kind != "start":
+            continue
+        me, other = (a, b) if act.node == a.name else (b, a)
+        if (not me.disk_connected or not other.disk_connected) and other.alive and \
+                other.disk not in ("Inconsistent", "Outdated"):
+            assert ahead_or_same(me.disk_gen, other.disk_gen) and not other.primary
+
+
+def test_a_failure_is_forgotten_after_the_failure_timeout_only() -> None:
+    from kembar.manager.policy import failure_expired
+
+    assert not failure_expired(100.0, 159.9, 60.0)
+    assert failure_expired(100.0, 160.0, 60.0)
+    assert not failure_expired(100.0, 10**9, 0.0)  # 0: until an operator's cleanup

@@ -56,3 +56,18 @@ def test_any_json_decodes_to_a_report_or_none(doc: Any) -> None:
     assert rep is None or isinstance(rep, Report)
     if rep is not None:
         assert decode(json.loads(json.dumps(rep.encode()))) == rep
+
+
+def test_disk_reports_carry_the_connection_and_generation_and_old_peers_still_decode() -> None:
+    from kembar.manager.report import DiskReport, Report, decode
+
+    r = Report(disks={"r0": DiskReport("UpToDate", False, False, True, False,
+                                       "1DB69E0CDC38AC68:0000000000000001")})
+    assert decode(r.encode()) == r
+    old = decode({"d": {"r0": ["UpToDate", 1, 0, 0]}})  # a peer of the earlier version
+    assert old is not None and old.disks["r0"].connected and old.disks["r0"].gen == ""
+    for bad in (["UpToDate", 0, 0, 0, 1, "xyz"], ["UpToDate", 0, 0, 0, 2, ""],
+                ["UpToDate", 0, 0, 0, 1], ["UpToDate", 0, 0, 0, 1, "1DB69E0CDC38AC68"],
+                ["UpToDate", 0, 0, 0, 1, "1db69e0cdc38ac68:0000000000000000"],
+                ["UpToDate", 0, 0, 0, True, ""], ["UpToDate", 0, 0, 0, 1, 7]):
+        assert decode({"d": {"r0": bad}}) is None, bad

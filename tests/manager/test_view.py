@@ -116,3 +116,17 @@ def test_a_handover_does_not_wait_for_an_old_view_of_the_peer() -> None:
     r["node2"] = Report(groups={"web": "running"}, disks={"r0": DiskReport(
         "UpToDate", True, False, True)})
     assert kinds(WEB, members(), r) == [("stop", "node2")]
+
+
+def test_the_views_generation_is_every_disk_of_the_group_or_unknown() -> None:
+    spec = GroupSpec("web", "node1", False, ("r0", "r1"))
+    a = DiskReport("UpToDate", False, connected=False, gen="00000000000000AA:0000000000000000")
+    r = {"node1": Report(disks={"r0": a, "r1": a}),
+         "node2": Report(disks={"r0": a, "r1": DiskReport("UpToDate")})}
+    v = group_view(spec, members(), r, False)
+    n1, n2 = v.node("node1"), v.node("node2")
+    assert n1 is not None and n2 is not None
+    assert n1.disk_gen == "00000000000000AA:0000000000000000,00000000000000AA:" \
+        "0000000000000000" and not n1.disk_connected
+    assert n2.disk_gen == ""  # one disk of unknown generation: the whole is unknown
+    assert kinds(spec, members(), r) == [("wait", "node1")]

@@ -26,11 +26,18 @@ class AgentError(KembarError):
     """A resource could not be started, stopped or checked; the message says which and why."""
 
 
+class FailoverNow(AgentError):
+    """A monitor found a failure no restart on this node can repair (the disk's backing
+    store failed and its policy is ``on_io_error = "failover"``): move the group now."""
+
+
 @dataclass
 class AgentContext:
     run_dir: str = "/run/kembar"
     state_dir: str = "/var/lib/kembar"
     group: str = ""
+    config: str = ""  # the cluster file the daemon runs with ("" = the default)
+    node: str = ""  # this node's name in it ("" = from the hostname)
     # Where scripts are looked up (configurable so that tests need not touch the system).
     init_dir: str = "/etc/init.d"
     systemd_dir: str = "/run/systemd/system"  # exists ⇔ systemd is the init system

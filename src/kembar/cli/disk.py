@@ -200,6 +200,9 @@ _verb("disconnect", "Drop the connection and stay StandAlone.")
 _verb("check-peer", "Ping the peer now; drop it if it does not answer within ping_timeout "
                    "(what the cluster manager does before promoting when the peer is dead).")
 _verb("outdate", "Mark a disconnected Secondary's data Outdated (it cannot be promoted).")
+_verb("attach", "Attach the backing store again after it failed (Diskless) and was repaired; "
+                "the disk comes back Inconsistent and resyncs from its peer.  Refused, "
+                "changing nothing, while the store still fails or on a Diskless Primary.")
 
 
 RECOVERY_DIR = "/var/lib/kembar/recovery"

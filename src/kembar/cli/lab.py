@@ -175,8 +175,10 @@ def disk_fail(name: str, node: str, repair: bool) -> None:
 
 def _experiments() -> None:
     from kembar.cli.experiment import experiment, report
+    from kembar.cli.torture import torture
     lab.add_command(experiment)
     lab.add_command(report)
+    lab.add_command(torture)
 
 
 _experiments()

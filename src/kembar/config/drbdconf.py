@@ -63,7 +63,8 @@ _TIMERS: dict[str, tuple[float, int, int, int, str]] = {
 }
 _CARRIED = frozenset({"protocol", "shared-secret", "cram-hmac-alg", "csums-alg", "verify-alg",
                       "al-extents", "rate", "resync-rate", "c-max-rate", "c-plan-ahead",
-                      *_ASB, *_TIMERS})
+                      "on-io-error", *_ASB, *_TIMERS})
+_IO_ERROR_POLICIES = ("pass_on", "call-local-io-error", "detach")
 _OPTION_SECTIONS = frozenset({"net", "disk", "syncer", "startup", "handlers", "options"})
 
 _TUNING = "a DRBD tuning knob with no kembar equivalent: not carried over"
@@ -98,7 +99,6 @@ _EXPLAINED: dict[str, str] = {
                    "generation identifiers show a common ancestor",
     "discard-my-data": "not carried over: use 'kembar disk connect --discard-my-data' once, "
                        "by hand",
-    "on-io-error": "not carried over: kembar has no on-io-error setting",
     "fencing": "not carried over: fencing is the resource manager's job in kembar (a fencing "
                "agent), not the disk's",
     "on-no-data-accessible": "not carried over: kembar has no such setting",
@@ -407,6 +407,19 @@ def _option(state: _State, stmt: _Stmt, opts: dict[str, _Opt]) -> None:
                              f"{', '.join(_ASB[name])}: written as disconnect (a split brain "
                              "waits for an operator)")
             value = "disconnect"
+    elif name == "on-io-error":
+        text = _one(stmt)
+        if text not in _IO_ERROR_POLICIES:
+            raise stmt.fail(f"on-io-error: expected {', '.join(_IO_ERROR_POLICIES)}, got "
+                            f"{_show(text)}")
+        if text != "detach":
+            state.note(stmt, f"on-io-error ({stmt.where()}): {text} is not carried over: a "
+                             "kembar disk always detaches on an I/O error of its backing "
+                             "store and serves through its peer (on_io_error = \"detach\"); "
+                             "set on_io_error = \"failover\" to move the group to the peer "
+                             "instead")
+            return
+        value = text
     elif name == "al-extents":
         value = _int(stmt, 7, 65534)
     elif name in ("rate", "resync-rate", "c-max-rate"):
@@ -720,6 +733,8 @@ def _disk_rows(state: _State, res: _Resource, used_ports: dict[int, str],
         if opt is not None:
             rows.append((f"{name.replace('-', '_')} = {_toml_str(str(opt.value))}",
                          comment(opt)))
+    if "on-io-error" in opts:
+        rows.append(('on_io_error = "detach"', comment(opts["on-io-error"])))
     if "al-extents" in opts:
         rows.append((f"al_extents = {opts['al-extents'].value}", comment(opts["al-extents"])))
     seconds: dict[str, float] = {}

@@ -196,7 +196,15 @@ Resource = Annotated[Union[DiskResource, FilesystemResource, IpResource, Service
 class GroupConfig(_Frozen):
     preferred: StrictStr
     auto_failback: StrictBool | None = None  # None: [cluster] auto_failback
+    # Pacemaker's failure-timeout: seconds after which a failure here is forgotten (the
+    # fail counts, and the group's failed mark on this node); 0: until `kembar cleanup`
+    failure_timeout: float = Field(0.0, ge=0)
     resources: list[Resource] = Field(default_factory=list)
+
+    @field_validator("failure_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float:
+        return to_seconds(value)
 
     @field_validator("resources")
     @classmethod

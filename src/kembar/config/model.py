@@ -142,6 +142,9 @@ class DiskConfig(_Frozen):
     after_sb_1pri: Literal["disconnect", "consensus", "discard-secondary"] = "disconnect"
     after_sb_2pri: Literal["disconnect"] = "disconnect"
     al_extents: StrictInt = Field(1237, ge=7, le=65534)
+    # An I/O error of the backing store always detaches the disk (DRBD's on-io-error
+    # detach); "failover" also makes the group whose owner's disk is Diskless fail over.
+    on_io_error: Literal["detach", "failover"] = "detach"
     timeout: float = Field(6.0, gt=0)
     ping_int: float = Field(10.0, gt=0)
     ping_timeout: float = Field(0.5, gt=0)
@@ -391,6 +394,9 @@ def parse_cluster(text: str, source: str = "<string>") -> ClusterConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise ConfigError(f"{source}: invalid TOML: arrays or inline tables nested too "
+                          "deeply") from None
     try:
         cfg = ClusterConfig.model_validate(data)
     except ValidationError as exc:

@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kembar.agents import AgentContext, AgentError, make_agent
-from kembar.agents.base import Agent
+from kembar.agents.base import Agent, FailoverNow
 from kembar.config.model import ClusterConfig
 from kembar.disk.client import DiskClient
 from kembar.errors import KembarError
 from kembar.manager.clone import Clone
 from kembar.manager.group import GroupStartFailed, GroupStopFailed, start_group, stop_group
-from kembar.manager.policy import Action, decide
+from kembar.manager.policy import Action, after_monitor_failure, decide, failure_expired
 from kembar.manager.report import DiskReport, Report, decode
 from kembar.manager.view import GroupSpec, Member, fencer, group_view, newest_wish
 from kembar.membership.state import Membership
@@ -49,13 +49,23 @@ DISK_POLL = 0.5  # seconds between reads of the local disks' states
 CHECK_PEER_EVERY = 2.0  # seconds between two `check-peer` of one disk
 
 
+def _gen(uuids: Any) -> str:
+    """A disk status's generation identifiers as a report carries them ("" unknown)."""
+    try:
+        return f"{int(uuids['current'], 16):016X}:{int(uuids['bitmap'], 16):016X}"
+    except (TypeError, KeyError, ValueError):
+        return ""
+
+
 @dataclass
 class Local:
     """One group on this node."""
 
     state: str = "stopped"  # stopped | starting | running | stopping
     failed: str = ""  # why it failed here ("" = not failed)
+    failed_at: float = 0.0  # monotonic time of the failure
     fail_counts: dict[str, int] = field(default_factory=dict)
+    last_failure: dict[str, float] = field(default_factory=dict)  # resource -> monotonic
     busy: bool = False  # an operation (start, stop, restart) runs in a worker
     last_error: str = ""
     since: float = field(default_factory=time.time)
@@ -70,7 +80,8 @@ class Manager:
         self.cfg = cfg
         self.me = me
         self.run_dir = run_dir
-        self.ctx_base = dict(run_dir=run_dir, state_dir=state_dir)
+        self.ctx_base = dict(run_dir=run_dir, state_dir=state_dir,
+                             config=str(cfg.source or ""), node=me)
         self.announce = announce
         self.record = record
         self.specs = [GroupSpec(name, g.preferred, cfg.auto_failback(name),
@@ -170,9 +181,27 @@ class Manager:
                 self._wake.clear()
                 if not self._stopping:
                     await self._refresh_disks()
+                    self._expire_failures()
                     self._round()
         finally:
             poll.cancel()
+
+    def _expire_failures(self) -> None:
+        """Failures older than the group's ``failure_timeout`` are forgotten."""
+        now = time.monotonic()
+        for group, loc in self.local.items():
+            timeout = self.cfg.groups[group].failure_timeout
+            for name, at in list(loc.last_failure.items()):
+                if failure_expired(at, now, timeout):
+                    loc.fail_counts.pop(name, None)
+                    del loc.last_failure[name]
+            if loc.failed and loc.failed_at and failure_expired(loc.failed_at, now, timeout):
+                text = (f"{group}: the failure on {self.me} expired after "
+                        f"{timeout:g} s (failure_timeout): {loc.failed}")
+                log.info("%s", text)
+                self.record({"event": "FailureExpired", "group": group, "text": text})
+                loc.failed = ""
+                self.announce()
 
     async def _refresh_disks(self) -> bool:
         """Read the local disks now; announce a change.  True if something changed."""
@@ -208,16 +237,20 @@ class Manager:
                 str(st.get("disk_state", "DUnknown")),
                 connected and peer.get("disk_state") == "UpToDate" and st.get("out_of_sync") == 0
                 and st.get("disk_state") == "UpToDate",
-                connected and peer.get("role") == "Primary", st.get("role") == "Primary")
+                connected and peer.get("role") == "Primary", st.get("role") == "Primary",
+                connected, _gen(st.get("uuids")))
         return out
 
     async def _check_dead_peers(self) -> None:
-        """A disk still connected to a Primary the membership declared dead: ask it now
-        (`check-peer`) instead of waiting for the disk's own ping interval."""
+        """A disk still connected to a peer the membership declared dead: ask it now
+        (`check-peer`) instead of waiting for the disk's own ping interval — a Primary
+        peer's role must go before this node may be promoted, and a Primary here must not
+        hold its writes for the disk's whole timeout (6 s) waiting for a dead Secondary
+        (found by the torture: the site stalled after every crash of the Secondary)."""
         members = self.members() or {}
         for d, rep in self.disks.items():
             peer = self.disk_peer.get(d)
-            if not rep.peer_primary or peer is None or members.get(peer, Member(peer, True)).alive:
+            if not rep.connected or peer is None or members.get(peer, Member(peer, True)).alive:
                 continue
             now = time.monotonic()
             if now - self.checked_at.get(d, -CHECK_PEER_EVERY) < CHECK_PEER_EVERY:
@@ -225,8 +258,8 @@ class Manager:
             self.checked_at[d] = now
             try:
                 answer = await asyncio.to_thread(self._check_peer, d)
-                log.info("%s is dead for the cluster but disk %s still sees it Primary: %s",
-                         peer, d, answer)
+                log.info("%s is dead for the cluster but disk %s is still connected to it: "
+                         "%s", peer, d, answer)
             except (KembarError, OSError) as exc:
                 log.warning("disk %s: check-peer failed: %s", d, exc)
             await self._refresh_disks()
@@ -352,6 +385,7 @@ class Manager:
             await asyncio.to_thread(start_group, loc.agents, self._stepper(timeline, loc))
         except (GroupStartFailed, AgentError, KembarError) as exc:
             loc.failed = loc.last_error = f"start failed: {exc}"
+            loc.failed_at = time.monotonic()
             log.error("%s could not start on %s: %s (what had started was stopped again)",
                       group, self.me, exc)
             await self._refresh_disks()
@@ -453,30 +487,41 @@ class Manager:
         while loc.state == "running" and due and not self._stopping:
             i = min(due, key=lambda k: due[k])
             await asyncio.sleep(max(0.0, due[i] - time.monotonic()))
+            if loc.failed:
+                # the group failed here (a restart that failed stopped what follows): no
+                # more restarts of later resources on top of what is not running (found by
+                # the torture: the site restarted on an unmounted /srv/data)
+                return
             if loc.state != "running" or loc.busy or self._stopping:
                 continue
             r, agent = resources[i], loc.agents[i]
             due[i] = time.monotonic() + r.monitor_interval
+            restart_helps = True
             try:
                 ok = await asyncio.to_thread(agent.monitor, r.timeout)
                 problem = "" if ok else "it is not running"
+            except FailoverNow as exc:
+                problem, restart_helps = str(exc), False
             except (AgentError, KembarError) as exc:
                 problem = str(exc)
+            if loc.failed:
+                return
             if not problem or loc.state != "running" or loc.busy:
                 continue
             name = agent.name
             count = loc.fail_counts[name] = loc.fail_counts.get(name, 0) + 1
+            loc.last_failure[name] = time.monotonic()
             self.record({"event": "MonitorFailed", "group": group, "resource": name,
                          "count": count, "text": f"{group}: monitor of {name} failed "
                                                  f"({problem}), failure {count} of "
                                                  f"{r.restarts} allowed"})
             log.warning("%s: monitor of %s failed: %s (failure %d, %d restart(s) allowed)",
                         group, name, problem, count, r.restarts)
-            if count <= r.restarts:
+            if after_monitor_failure(count, r.restarts, restart_helps) == "restart":
                 await self._restart(group, i)
             else:
                 loc.failed = f"monitor of {name} failed {count} times: {problem}"
-                loc.last_error = loc.failed
+                loc.last_error, loc.failed_at = loc.failed, time.monotonic()
                 log.error("%s: %s; the group leaves %s", group, loc.failed, self.me)
                 self.announce()
                 self.wake()
@@ -524,6 +569,7 @@ class Manager:
                 if count > r.restarts:
                     loc.failed = loc.last_error = \
                         f"clone {clone.name} failed {count} times: {problem}"
+                    loc.failed_at = 0.0  # its keeper stops here: only a cleanup restarts it
                     self.announce()
                     self.wake()
                     return
@@ -535,7 +581,7 @@ class Manager:
                 loc.last_error = f"start of clone {clone.name} failed: {exc}"
                 log.error("%s: %s (failure %d)", group, loc.last_error, count)
                 if count > r.restarts:
-                    loc.failed = loc.last_error
+                    loc.failed, loc.failed_at = loc.last_error, 0.0
                     self.announce()
                     self.wake()
                 return
@@ -571,6 +617,7 @@ class Manager:
                           timeline, t0)
         except (GroupStartFailed, GroupStopFailed, AgentError, KembarError) as exc:
             loc.failed = loc.last_error = f"restart of {tail[0].name} failed: {exc}"
+            loc.failed_at = time.monotonic()
             self._history("ResourceRestartFailed", group, "monitor failed", timeline, t0,
                           str(exc))
         finally:

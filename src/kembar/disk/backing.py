@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import queue
 import stat
@@ -74,7 +75,8 @@ INLINE_WRITE = 64 * 1024  # writes up to this size skip the I/O thread when it i
 def _pread_all(fd: int, length: int, offset: int) -> bytes:
     data = os.pread(fd, length, offset)
     if len(data) != length:
-        raise KembarError(f"short read at {offset}: {len(data)} of {length} bytes")
+        # The store shrank under us or the device misbehaves: an I/O error like any other.
+        raise OSError(errno.EIO, f"short read at {offset}: {len(data)} of {length} bytes")
     return data
 
 
@@ -143,15 +145,38 @@ class IoThread:
         self._thread.join()
 
 
+class Detached(KembarError):
+    """The backing store was detached after an I/O error: nothing is read or written."""
+
+
 class Backing:
+    """The data I/O of one backing store.
+
+    ``detach`` (after an I/O error) closes the store for good: the close is queued behind
+    what was already submitted (those calls still see the old descriptor and fail or
+    finish), and every data call after it raises ``Detached`` at once.  ``run`` keeps
+    working (the metadata is a separate file and goes through the same thread)."""
+
     def __init__(self, path: str, size: int) -> None:
         self.path = path
         self.size = size
+        self.detached = False
         try:
             self.fd = os.open(path, os.O_RDWR)
         except OSError as exc:
             raise KembarError(f"cannot open backing store {path}: {exc.strerror}") from None
         self._io = IoThread(asyncio.get_running_loop())
+
+    def _check_attached(self) -> None:
+        if self.detached:
+            raise Detached(f"backing store {self.path} is detached")
+
+    def detach(self) -> None:
+        if self.detached:
+            return
+        self.detached = True
+        fd, self.fd = self.fd, -1
+        self._io.submit(_close_quietly, fd)
 
     def check_range(self, offset: int, length: int) -> None:
         if offset < 0 or length <= 0 or offset + length > self.size:
@@ -168,6 +193,7 @@ class Backing:
         ``writeback`` starts writing the range to the device at once: for data nobody
         reads here (the peer's writes on a Secondary), so that it does not wait in the
         page cache for one long flush."""
+        self._check_attached()
         if len(data) <= INLINE_WRITE and self._io.idle():
             # A small write into the page cache takes microseconds; the hand-off to the
             # I/O thread and back costs more, and a filesystem's fsync waits for several
@@ -186,11 +212,23 @@ class Backing:
         await self.write_now(offset, data)
 
     async def read(self, offset: int, length: int) -> bytes:
+        self._check_attached()
         return await self.run(_pread_all, self.fd, length, offset)
 
     async def flush(self) -> None:
+        self._check_attached()
         await self.run(os.fdatasync, self.fd)
 
     def close(self) -> None:
         self._io.shutdown()
-        os.close(self.fd)
+        if not self.detached:
+            _close_quietly(self.fd)
+            self.detached = True
+            self.fd = -1
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # a failed device may fail the close too: the descriptor is gone either way

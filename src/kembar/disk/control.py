@@ -125,6 +125,7 @@ class ControlServer:
             "disconnect": e.disconnect,
             "check-peer": lambda: e.check_peer(_seconds(req.get("timeout"))),
             "outdate": e.outdate,
+            "attach": e.attach,
             "save-recovery": lambda: e.save_recovery(_text(req.get("path")),
                                                      bool(req.get("blocks_only"))),
             "verify": e.verify,

@@ -26,6 +26,7 @@ from typing import Any
 from kembar.disk import digest, gi, recovery, wire
 from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
 from kembar.disk.backing import Backing
+from kembar.disk.detach import IO_ERRORS, DetachMixin, DiskIOError
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
 from kembar.disk.link import Link, authenticate, dial, listen
 from kembar.disk.meta import Metadata, MetaStore
@@ -50,7 +51,7 @@ log = logging.getLogger("kembar.disk")
 AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 
 
-class Engine(HandshakeMixin, ResyncMixin):
+class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
         self.cfg = cfg
         self.node = node
@@ -91,6 +92,10 @@ class Engine(HandshakeMixin, ResyncMixin):
         self.want_connect = False
         self.discard_my_data = False
         self.last_error = ""
+        self.detach_reason = ""
+        self._bits_lock = asyncio.Lock()
+        self._bits_marked = 0
+        self._bits_saved = 0
         self.counters = Counters()
         self.progress = SyncProgress()
         self.verify_result: dict[str, Any] | None = None
@@ -110,6 +115,8 @@ class Engine(HandshakeMixin, ResyncMixin):
     # ------------------------------------------------------------------ state
 
     def _attach_state(self) -> DiskState:
+        if self.md.disk_failed:
+            return DiskState.INCONSISTENT  # it failed: writes may be missing, resync first
         if self.md.consistent and self.md.was_up_to_date:
             return DiskState.UP_TO_DATE
         if self.md.consistent:
@@ -152,6 +159,7 @@ class Engine(HandshakeMixin, ResyncMixin):
 
     async def start(self) -> None:
         """Listen for the peer (the node with the larger name accepts) and connect."""
+        await self._probe_at_start()
         self.want_connect = True
         self.conn = ConnState.CONNECTING
         self._ensure_listener()
@@ -323,7 +331,8 @@ class Engine(HandshakeMixin, ResyncMixin):
         marked = 0
         for p in s.pending.values():
             marked += self.bitmap.set_range(p.offset, p.length)
-        new_gen = self.role == Role.PRIMARY and self.md.bitmap_uuid == 0
+        # (A Diskless Primary writes nothing here: its generation stays what its disk has.)
+        new_gen = self.role == Role.PRIMARY and self.md.bitmap_uuid == 0 and not self.diskless
         if new_gen:
             self.md.bitmap_uuid = self.md.current | 1
             self.md.current = gi.new_uuid()
@@ -333,9 +342,13 @@ class Engine(HandshakeMixin, ResyncMixin):
             for fut in (p.received, p.written):
                 if not fut.done():
                     fut.set_result(None)
-        for fut in s.flushes.values():
-            if not fut.done():
-                fut.set_result(None)
+        for ffut in s.flushes.values():
+            if not ffut.done():
+                ffut.set_result(-1)
+        for _, _, rfut in s.reads.values():
+            if not rfut.done():
+                rfut.set_result(None)
+        s.reads.clear()
         for wfut in list(s.rs_waiting.values()) + list(s.ov_waiting.values()):
             if not wfut.done():
                 wfut.cancel()
@@ -361,16 +374,23 @@ class Engine(HandshakeMixin, ResyncMixin):
             if not p.received.done():
                 p.received.set_result(None)
             if kind == Msg.WRITE_ACK:
+                assert isinstance(body, wire.Status)
+                if body.code == 0:
+                    p.peer_ok = True
+                else:
+                    # The peer's disk failed this write: it is missing there.
+                    self.bitmap.set_range(p.offset, p.length)
                 if not p.written.done():
                     p.written.set_result(None)
                 del s.pending[seq]
         elif kind == Msg.FLUSH:
             self._spawn(s, self._on_flush(s, seq))
         elif kind == Msg.FLUSH_ACK:
+            assert isinstance(body, wire.Status)
             fut = s.flushes.pop(seq, None)
             if fut is None:
                 raise PeerProtocolError(f"FLUSH_ACK for unknown flush {seq}")
-            fut.set_result(None)
+            fut.set_result(body.code)
         elif kind == Msg.RS_DATA:
             assert isinstance(body, wire.DataBlock)
             if s.repl != Repl.SYNC_TARGET:
@@ -430,9 +450,21 @@ class Engine(HandshakeMixin, ResyncMixin):
         elif kind == Msg.STATE:
             assert isinstance(body, wire.State)
             s.peer_role = Role.PRIMARY if body.role else Role.SECONDARY
+            was = s.peer_disk
             s.peer_disk = DISK_BY_CODE.get(body.disk_state, DiskState.DUNKNOWN)
             if s.peer_role == Role.PRIMARY and self.role == Role.PRIMARY:
                 raise Refuse("peer claims Primary while we are Primary")
+            if s.peer_disk == DiskState.DISKLESS and was != DiskState.DISKLESS:
+                await self._on_peer_diskless(s)
+        elif kind == Msg.READ_REQ:
+            assert isinstance(body, wire.ReadReq)
+            if self.role == Role.PRIMARY:
+                raise PeerProtocolError("READ_REQ from the peer while we are Primary")
+            self._check_range(body.offset, body.length)
+            self._spawn(s, self._on_read_req(s, seq, body))
+        elif kind == Msg.READ_REPLY:
+            assert isinstance(body, wire.ReadReply)
+            self._on_read_reply(s, seq, body)
         elif kind == Msg.ROLE_REQ:
             ok = self.role != Role.PRIMARY and not self._promoting
             if ok:
@@ -488,6 +520,12 @@ class Engine(HandshakeMixin, ResyncMixin):
         self.counters.received += len(body.data)
         if self.cfg.protocol == "B":
             s.link.send(Msg.RECV_ACK, wire.Empty(), seq)
+        if self.diskless:
+            s.link.send(Msg.WRITE_ACK, wire.Status(1), seq)  # not written: no disk here
+            return
+        if self._tracking(s):
+            self.bitmap.set_range(body.offset, len(body.data))  # the Primary's disk lacks it
+            self._bits_marked += 1
         await self._throttle_incoming(s)
         written = self._submit_write(body.offset, body.data, from_peer=True)
         self._spawn(s, self._apply_data(s, seq, body.offset, len(body.data), written))
@@ -497,21 +535,40 @@ class Engine(HandshakeMixin, ResyncMixin):
         """Queue a write on the backing store now: its place in the FIFO is the order of
         the calls (arrival order on the Secondary, send order on the Primary)."""
         self._inflight += 1
-        written = self.backing.write_now(offset, data, writeback=from_peer)
+        try:
+            written = self.backing.write_now(offset, data, writeback=from_peer)
+        except IO_ERRORS as exc:
+            written = asyncio.get_running_loop().create_future()
+            written.set_exception(exc)
         written.add_done_callback(lambda _: self._io_done())
         return written
 
     async def _apply_data(self, s: Session, seq: int, offset: int, length: int,
                           written: asyncio.Future[None]) -> None:
-        await written
+        try:
+            await written
+        except IO_ERRORS as exc:
+            await self._io_failed("write from the peer", offset, length, exc, mark=True)
+            s.link.send(Msg.WRITE_ACK, wire.Status(1), seq)
+            return
         if s.repl == Repl.SYNC_TARGET:
             self.bitmap.clear_range_full(offset, length)
+        if self._bits_saved < self._bits_marked:
+            await self._commit_bits()
         s.link.send(Msg.WRITE_ACK, wire.Status(0), seq)
 
     async def _on_flush(self, s: Session, seq: int) -> None:
-        await self.backing.flush()
+        code = 0
+        if self.diskless:
+            code = 1
+        else:
+            try:
+                await self.backing.flush()
+            except IO_ERRORS as exc:
+                await self._io_failed("flush for the peer", 0, 0, exc)
+                code = 1
         self.counters.peer_flushes += 1
-        s.link.send(Msg.FLUSH_ACK, wire.Status(0), seq)
+        s.link.send(Msg.FLUSH_ACK, wire.Status(code), seq)
 
     def _io_done(self) -> None:
         self._inflight -= 1
@@ -530,7 +587,8 @@ class Engine(HandshakeMixin, ResyncMixin):
         if len(data) > wire.MAX_DATA:
             raise KembarError(f"write of {len(data)} bytes exceeds {wire.MAX_DATA}")
         extents = extents_for(offset, len(data))
-        await self._al_activate(extents)
+        if not self.diskless:
+            await self._al_activate(extents)
         while self.session is not None and self.conn != ConnState.CONNECTED:
             # A handshake is under way: the write waits for its outcome, so that it is
             # either replicated or marked after the bitmaps were compared, never lost
@@ -540,7 +598,11 @@ class Engine(HandshakeMixin, ResyncMixin):
         self._mark_stale(offset, offset + len(data))
         s = self.session
         pending: Pending | None = None
-        if s is not None and s.peer_role == Role.SECONDARY and self.conn == ConnState.CONNECTED:
+        diskless = self.diskless
+        if diskless and not self._peer_serves(s):
+            raise self._no_data("write", offset, len(data))
+        if (s is not None and s.peer_role == Role.SECONDARY and self.conn == ConnState.CONNECTED
+                and s.peer_disk != DiskState.DISKLESS):
             seq = self._next_seq()
             loop = asyncio.get_running_loop()
             pending = Pending(offset, len(data), extents, loop.create_future(),
@@ -550,35 +612,61 @@ class Engine(HandshakeMixin, ResyncMixin):
             self.counters.sent += len(data)
         else:
             self.bitmap.set_range(offset, len(data))
-        local = self._submit_write(offset, data)  # same order as the send above
+        # Same order as the send above; none on a Diskless Primary.
+        local = None if diskless else self._submit_write(offset, data)
         if s is not None and pending is not None and s.link.buffered() > SEND_HIGH_WATER:
             await s.link.drain()
-        await local
+        failed: DiskIOError | None = None
+        if local is not None:
+            try:
+                await local
+            except IO_ERRORS as exc:
+                failed = await self._io_failed("write", offset, len(data), exc, mark=True)
         if pending is not None:
             proto = self.cfg.protocol
-            if proto == "B":
+            if local is None or failed is not None:
+                await pending.written  # only the peer's copy exists: it must be written
+            elif proto == "B":
                 await pending.received
             elif proto == "C":
                 await pending.written
+        if local is None or failed is not None:
+            if pending is None or not pending.peer_ok:
+                raise failed or self._no_data("write", offset, len(data))
 
     async def read(self, offset: int, length: int) -> bytes:
         self._require_primary()
         self.backing.check_range(offset, length)
-        return await self.backing.read(offset, length)
+        if not self.diskless:
+            try:
+                return await self.backing.read(offset, length)
+            except IO_ERRORS as exc:
+                await self._io_failed("read", offset, length, exc)
+        return await self._read_from_peer(offset, length)
 
     async def flush(self) -> None:
         """Flush: local fsync after all earlier writes; under B/C the peer's too."""
         self._require_primary()
         s = self.session
-        fut: asyncio.Future[None] | None = None
-        if s is not None and self.cfg.protocol in "BC" and self.conn == ConnState.CONNECTED:
+        diskless = self.diskless
+        if diskless and not self._peer_serves(s):
+            raise self._no_data("flush", 0, 0)
+        fut: asyncio.Future[int] | None = None
+        if (s is not None and (self.cfg.protocol in "BC" or diskless)
+                and self.conn == ConnState.CONNECTED and s.peer_disk != DiskState.DISKLESS):
             seq = self._next_seq()
             fut = asyncio.get_running_loop().create_future()
             s.flushes[seq] = fut
             s.link.send(Msg.FLUSH, wire.Empty(), seq)
-        await self.backing.flush()
-        if fut is not None:
-            await fut
+        failed: DiskIOError | None = None
+        if not diskless:
+            try:
+                await self.backing.flush()
+            except IO_ERRORS as exc:
+                failed = await self._io_failed("flush", 0, 0, exc)
+        code = await fut if fut is not None else -1
+        if (diskless or failed is not None) and code != 0:
+            raise failed or self._no_data("flush", 0, 0)
         self.counters.flushes += 1
 
     async def _al_activate(self, extents: range) -> None:
@@ -614,6 +702,9 @@ class Engine(HandshakeMixin, ResyncMixin):
         if s is not None and s.peer_role == Role.PRIMARY:
             raise StateError(f"{self.disk}: the peer {self.peer_name} is Primary; "
                              "demote it first (never two primaries)")
+        if self.diskless:
+            raise StateError(f"{self.disk}: Diskless on {self.node} ({self.detach_reason}); "
+                             "never promoted: repair the disk and `kembar disk attach` it")
         if self.disk_state != DiskState.UP_TO_DATE and not force:
             raise StateError(f"{self.disk}: refusing to promote {self.disk_state.value} data "
                              "(use `primary --force` only on the node whose data is good)")
@@ -640,6 +731,7 @@ class Engine(HandshakeMixin, ResyncMixin):
                 self.md.bitmap_uuid = 0
                 self.md.consistent = True
                 self.md.was_up_to_date = True
+                self.md.disk_failed = False
                 self.bitmap.set_all()
                 self.disk_state = DiskState.UP_TO_DATE
                 renegotiate = self.session is not None
@@ -663,7 +755,13 @@ class Engine(HandshakeMixin, ResyncMixin):
         if self.role != Role.PRIMARY:
             return f"{self.disk} is already Secondary"
         await self._drain_writes()
-        await self.flush()
+        try:
+            await self.flush()
+        except DiskIOError as exc:
+            if not self.diskless:
+                raise
+            # Nothing to flush here; what the peer acknowledged is its to keep.
+            log.warning("%s: demoting a Diskless Primary without a flush: %s", self.disk, exc)
         self.role = Role.SECONDARY
         self.md.primary_ind = False
         await self._persist()
@@ -791,6 +889,9 @@ class Engine(HandshakeMixin, ResyncMixin):
             "last_error": self.last_error,
             "verify": self.verify_result,
             "crashed_primary": self.crashed_primary,
+            "on_io_error": getattr(self.cfg, "on_io_error", "detach"),
+            "disk_failed": self.md.disk_failed,
+            "diskless_reason": self.detach_reason,
         }
         if s is not None and s.repl in (Repl.SYNC_SOURCE, Repl.SYNC_TARGET):
             status["sync"] = self._sync_figures(out_bits)

@@ -11,6 +11,10 @@ Bit 0 of a bitmap UUID records whether the node was Primary when it started the 
 off for every comparison.
 
 Rules, in order (numbers follow DRBD's ``uuid_compare`` where there is one):
+ 5 either side Diskless                 -> no sync: a disk that is not attached neither sends
+                                           nor receives (the one with a disk tracks changes);
+                                           refused when the other side is not at (or tracking
+                                           since) the Diskless side's generation
  10 both current UUIDs empty            -> no sync, both stay Inconsistent
  15 one side empty, but its bitmap UUID names the other's generation (or bitmap UUID)
                                         -> an interrupted full sync: resume it (bitmap)
@@ -81,6 +85,7 @@ class Side:
     crashed_primary: bool = False
     discard_my_data: bool = False
     consistent: bool = True
+    diskless: bool = False  # no backing store attached (detached after an I/O error)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ def _m(u: int) -> int:
 def compare(me: Side, peer: Side) -> Verdict:
     """The raw UUID comparison (no policies); SPLIT_BRAIN means 'policies may resolve'."""
     s, p = _m(me.current), _m(peer.current)
+    if me.diskless or peer.diskless:
+        return _diskless(me, peer)
     if s == 0 and p == 0:
         return Verdict(Code.NO_SYNC, "both-fresh")
     if s == 0 and _resumes(me, peer):
@@ -133,6 +140,20 @@ def compare(me: Side, peer: Side) -> Verdict:
     if mine & theirs:
         return Verdict(Code.SPLIT_BRAIN, "history-both")
     return Verdict(Code.UNRELATED, "unrelated")
+
+
+def _diskless(me: Side, peer: Side) -> Verdict:
+    """Nothing syncs to or from a Diskless side.  Its peer may serve its I/O only if the
+    peer has every write the Diskless side's disk had: the peer is at that generation, or
+    tracks changes since it (its bitmap UUID names it); otherwise refuse."""
+    if me.diskless and peer.diskless:
+        return Verdict(Code.NO_SYNC, "both-diskless")
+    dl, good = (me, peer) if me.diskless else (peer, me)
+    gen = _m(dl.current)
+    if gen == 0 or gen in (_m(good.current), _m(good.bitmap)):
+        return Verdict(Code.NO_SYNC, "diskless")
+    return Verdict(Code.REFUSED, f"{dl.name} is Diskless and {good.name} lacks data of "
+                                 f"{dl.name}'s generation {gen:016X}")
 
 
 def _resumes(target: Side, source: Side) -> bool:

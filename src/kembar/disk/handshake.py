@@ -47,6 +47,9 @@ class HandshakeMixin:
     async def _persist(self) -> None:
         raise NotImplementedError
 
+    async def _on_peer_diskless(self, s: Session) -> None:
+        raise NotImplementedError
+
     def _params(self) -> wire.Params:
         raise NotImplementedError
 
@@ -66,12 +69,14 @@ class HandshakeMixin:
         s.peer_disk = DISK_BY_CODE.get(peer.disk_state, DiskState.DUNKNOWN)
         me = gi.Side(self.node, self.md.current, self.md.bitmap_uuid, self.md.history,
                      self.bitmap.count(), self.role == Role.PRIMARY, self.crashed_primary,
-                     self.discard_my_data, self.disk_state != DiskState.INCONSISTENT)
+                     self.discard_my_data, self.disk_state != DiskState.INCONSISTENT,
+                     self.disk_state == DiskState.DISKLESS)
         them = gi.Side(self.peer_name, peer.current, peer.bitmap_uuid,
                        (peer.history0, peer.history1), peer.bitmap_weight, bool(peer.role),
                        bool(peer.flags & wire.F_CRASHED_PRIMARY),
                        bool(peer.flags & wire.F_DISCARD_MY_DATA),
-                       s.peer_disk != DiskState.INCONSISTENT)
+                       s.peer_disk != DiskState.INCONSISTENT,
+                       s.peer_disk == DiskState.DISKLESS)
         policy = gi.Policy(self.cfg.after_sb_0pri, self.cfg.after_sb_1pri, self.cfg.after_sb_2pri)
         verdict = gi.decide(me, them, policy)
         log.info("%s: sync handshake: self %016x:%016x:%016x:%016x bits:%d, peer "
@@ -99,6 +104,8 @@ class HandshakeMixin:
             self.disk_state = DiskState.UP_TO_DATE
             self.md.was_up_to_date = True
             await self._persist()
+        if s.peer_disk == DiskState.DISKLESS:
+            await self._on_peer_diskless(s)
         if code.is_sync:
             await self._exchange_bitmaps(s, code, peer.current,
                                         verdict.rule == "resume-full-sync")

@@ -18,6 +18,8 @@ Invariants:
   fsyncs the directory, so after a crash at any point ``PATH`` holds either the old or
   the new metadata, never a mixture.  A leftover ``PATH.tmp`` is ignored by ``load`` and
   overwritten by the next ``save``.
+- ``disk_failed`` is set when the backing store failed and the disk detached; cleared when
+  a resync as SyncTarget (or ``primary --force``) makes the data whole again.
 - ``primary_ind`` is set while Primary and cleared on a clean demotion: a set flag at
   load time means the Primary crashed (its activity log must be replayed into the bitmap).
 """
@@ -46,7 +48,9 @@ FLAG_CONSISTENT = 1 << 0
 FLAG_WAS_UP_TO_DATE = 1 << 1
 FLAG_PRIMARY_IND = 1 << 2
 FLAG_PEER_OUTDATED = 1 << 3
-_KNOWN_FLAGS = FLAG_CONSISTENT | FLAG_WAS_UP_TO_DATE | FLAG_PRIMARY_IND | FLAG_PEER_OUTDATED
+FLAG_DISK_FAILED = 1 << 4  # the backing store failed (detached): its data may miss writes
+_KNOWN_FLAGS = (FLAG_CONSISTENT | FLAG_WAS_UP_TO_DATE | FLAG_PRIMARY_IND | FLAG_PEER_OUTDATED
+                | FLAG_DISK_FAILED)
 
 # Test hook: called with "written", "synced", "renamed" during save (instance hook wins).
 _crash_hook: Callable[[str], None] | None = None
@@ -70,6 +74,7 @@ class Metadata:
     was_up_to_date: bool = False
     primary_ind: bool = False
     peer_outdated: bool = False
+    disk_failed: bool = False
     bitmap: Bitmap = field(default_factory=_empty_bitmap)
 
     def __post_init__(self) -> None:
@@ -99,6 +104,7 @@ class Metadata:
             | (FLAG_WAS_UP_TO_DATE if self.was_up_to_date else 0)
             | (FLAG_PRIMARY_IND if self.primary_ind else 0)
             | (FLAG_PEER_OUTDATED if self.peer_outdated else 0)
+            | (FLAG_DISK_FAILED if self.disk_failed else 0)
         )
 
 
@@ -203,6 +209,7 @@ def decode(data: bytes, where: str = "<bytes>") -> Metadata:
         was_up_to_date=bool(flags & FLAG_WAS_UP_TO_DATE),
         primary_ind=bool(flags & FLAG_PRIMARY_IND),
         peer_outdated=bool(flags & FLAG_PEER_OUTDATED),
+        disk_failed=bool(flags & FLAG_DISK_FAILED),
         bitmap=bitmap,
     )
 
@@ -225,6 +232,7 @@ def describe(md: Metadata) -> dict[str, Any]:
         "was_up_to_date": md.was_up_to_date,
         "primary_ind": md.primary_ind,
         "peer_outdated": md.peer_outdated,
+        "disk_failed": md.disk_failed,
         "bitmap_bits": bm.nbits,
         "out_of_sync_blocks": bm.count(),
         "out_of_sync_bytes": oos,

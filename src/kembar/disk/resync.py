@@ -18,6 +18,7 @@ from typing import Any
 
 from kembar.disk import digest, gi, wire
 from kembar.disk.backing import Backing
+from kembar.disk.detach import IO_ERRORS, DiskIOError
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
 from kembar.disk.meta import Metadata
 from kembar.disk.session import SEND_HIGH_WATER, Counters, Session, Token
@@ -55,6 +56,18 @@ class ResyncMixin:
     async def _persist(self) -> None:
         raise NotImplementedError
 
+    async def _io_failed(self, what: str, offset: int, length: int, exc: BaseException,
+                         mark: bool = False) -> DiskIOError:
+        raise NotImplementedError
+
+    async def _checked_read(self, what: str, offset: int, length: int) -> bytes:
+        """A read for the peer's sake (resync, verify): an I/O error detaches and raises
+        (the resync is aborted with the link)."""
+        try:
+            return await self.backing.read(offset, length)
+        except IO_ERRORS as exc:
+            raise await self._io_failed(what, offset, length, exc) from None
+
     def _state_body(self) -> wire.State:
         raise NotImplementedError
 
@@ -67,12 +80,16 @@ class ResyncMixin:
 
     async def _on_rs_data(self, s: Session, offset: int, length: int,
                           written: asyncio.Future[None]) -> None:
-        await written
+        try:
+            await written
+        except IO_ERRORS as exc:
+            raise await self._io_failed("resync write", offset, length, exc,
+                                        mark=True) from None
         self.bitmap.clear_range_full(offset, length)
         s.link.send(Msg.RS_ACK, wire.Range(offset, length))
 
     async def _on_rs_csum(self, s: Session, body: wire.Range) -> None:
-        data = await self.backing.read(body.offset, body.length)
+        data = await self._checked_read("resync read", body.offset, body.length)
         n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
         differ = digest.differing_blocks(self.cfg.csums_alg, data, body.tail)
         if differ:
@@ -83,7 +100,10 @@ class ResyncMixin:
             s.link.send(Msg.RS_IN_SYNC, wire.Range(body.offset, body.length))
 
     async def _sync_done_target(self, s: Session, body: wire.State) -> None:
-        await self.backing.flush()
+        try:
+            await self.backing.flush()
+        except IO_ERRORS as exc:
+            raise await self._io_failed("flush at the end of a resync", 0, 0, exc) from None
         old = self.md.current
         self.md.current = body.current
         self.md.bitmap_uuid = 0
@@ -91,6 +111,7 @@ class ResyncMixin:
             self.md.history = (old, self.md.history[0])
         self.md.consistent = True
         self.md.was_up_to_date = True
+        self.md.disk_failed = False
         self.bitmap.clear_all()
         self.disk_state = DiskState.UP_TO_DATE
         await self._persist()
@@ -99,7 +120,7 @@ class ResyncMixin:
         self._send_state()
 
     async def _on_ov_req(self, s: Session, body: wire.Range) -> None:
-        data = await self.backing.read(body.offset, body.length)
+        data = await self._checked_read("verify read", body.offset, body.length)
         n = (body.length + BLOCK_SIZE - 1) // BLOCK_SIZE
         differ = digest.differing_blocks(self.cfg.verify_alg, data, body.tail)
         first = body.offset // BLOCK_SIZE
@@ -134,7 +155,7 @@ class ResyncMixin:
         """Read for resync/verify; None if an application write overlapped meanwhile."""
         token = self._stale_guard(offset, offset + length)
         try:
-            data = await self.backing.read(offset, length)
+            data = await self._checked_read("resync read", offset, length)
         finally:
             self._rs_tokens.remove(token)
         return None if token.stale else data
@@ -191,7 +212,10 @@ class ResyncMixin:
             if self.bitmap.count() == 0 and not self._rs_tokens:
                 break
             await asyncio.sleep(0.01)
-        await self.backing.flush()
+        try:
+            await self.backing.flush()
+        except IO_ERRORS as exc:
+            raise await self._io_failed("flush at the end of a resync", 0, 0, exc) from None
         if self.md.bitmap_uuid:
             self.md.history = (self.md.bitmap_uuid & gi.MASK, self.md.history[0])
             self.md.bitmap_uuid = 0

@@ -23,6 +23,7 @@ class Pending:
     received: asyncio.Future[None]
     written: asyncio.Future[None]
     sent_at: float
+    peer_ok: bool = False  # the peer wrote it (WRITE_ACK with status 0)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Counters:
     protocol_errors: int = 0
     auth_failures: int = 0
     connects: int = 0
+    io_errors: int = 0  # I/O errors of the local backing store
+    peer_reads: int = 0  # reads served by the peer because the local disk could not
 
 
 @dataclass
@@ -62,9 +65,11 @@ class Session:
         self.peer_disk = DiskState.DUNKNOWN
         self.repl = Repl.ESTABLISHED
         self.pending: dict[int, Pending] = {}
-        self.flushes: dict[int, asyncio.Future[None]] = {}
+        self.flushes: dict[int, asyncio.Future[int]] = {}  # FLUSH seq -> status (-1 lost)
         self.rs_waiting: dict[int, asyncio.Future[int]] = {}  # resync offset -> ack
         self.ov_waiting: dict[int, asyncio.Future[bytes]] = {}
+        # READ_REQ seq -> (offset, length, data or None when the peer could not serve it)
+        self.reads: dict[int, tuple[int, int, asyncio.Future[bytes | None]]] = {}
         self.role_reply: asyncio.Future[int] | None = None
         self.last_rx = time.monotonic()
         self.busy = False  # the receive loop waits for local I/O, not for the peer

@@ -42,6 +42,11 @@ def format_status(st: dict[str, Any]) -> str:
     if c["protocol_errors"] or c["auth_failures"]:
         lines.append(f"    protocol-errors:{c['protocol_errors']} "
                      f"auth-failures:{c['auth_failures']}")
+    if st.get("disk_state") == "Diskless" and st.get("diskless_reason"):
+        lines.append(f"    diskless: {st['diskless_reason']} (on-io-error "
+                     f"{st.get('on_io_error', 'detach')}; repair, then `kembar disk attach`)")
+    if c.get("io_errors"):
+        lines.append(f"    io-errors:{c['io_errors']} peer-reads:{c.get('peer_reads', 0)}")
     if st.get("last_error"):
         lines.append(f"    last-error: {st['last_error']}")
     if st.get("verify"):

@@ -57,6 +57,8 @@ class Msg(IntEnum):
     ROLE_REQ = 23
     ROLE_REPLY = 24
     BYE = 25
+    READ_REQ = 26
+    READ_REPLY = 27
 
 
 def _crc_of(header_zero_crc: bytes, parts: list[bytes | bytearray | memoryview]) -> int:
@@ -397,6 +399,60 @@ class Bye(Body):
         return cls(bytes(tail).decode("utf-8", "replace"))
 
 
+@dataclass(frozen=True)
+class ReadReq(Body):
+    """READ_REQ: a Primary whose own disk cannot serve a read asks the peer for a range.
+
+    The reply (READ_REPLY) carries the request's sequence number."""
+
+    offset: int
+    length: int
+    FIXED: ClassVar[struct.Struct] = struct.Struct("!QI")
+    KIND: ClassVar[Msg] = Msg.READ_REQ
+
+    def encode(self) -> bytes:
+        return self.FIXED.pack(self.offset, self.length)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ReadReq:
+        (offset, length), _ = cls._split(payload)
+        if length == 0 or length > MAX_DATA:
+            raise PeerProtocolError(f"READ_REQ: range of {length} bytes")
+        return cls(offset, length)
+
+
+READ_OK = 0
+READ_FAILED = 1  # the peer's disk could not serve it (I/O error, Diskless, not UpToDate)
+
+
+@dataclass(frozen=True)
+class ReadReply(Body):
+    """READ_REPLY: the offset asked for, a status, and the data (status 0) or nothing."""
+
+    offset: int
+    status: int
+    data: bytes | memoryview = b""
+    FIXED: ClassVar[struct.Struct] = struct.Struct("!QB")
+    TAIL: ClassVar[bool] = True
+    KIND: ClassVar[Msg] = Msg.READ_REPLY
+
+    def encode(self) -> bytes:
+        return self.FIXED.pack(self.offset, self.status) + bytes(self.data)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ReadReply:
+        (offset, status), tail = cls._split(payload)
+        if status == READ_OK:
+            if len(tail) == 0 or len(tail) > MAX_DATA:
+                raise PeerProtocolError(f"READ_REPLY: data of {len(tail)} bytes")
+        elif status == READ_FAILED:
+            if len(tail):
+                raise PeerProtocolError("READ_REPLY: data with a failure status")
+        else:
+            raise PeerProtocolError(f"READ_REPLY: bad status {status}")
+        return cls(offset, status, bytes(tail))
+
+
 BODIES: dict[Msg, type[Body]] = {
     Msg.HELLO: Hello,
     Msg.AUTH: Auth,
@@ -423,6 +479,8 @@ BODIES: dict[Msg, type[Body]] = {
     Msg.ROLE_REQ: Empty,
     Msg.ROLE_REPLY: Status,
     Msg.BYE: Bye,
+    Msg.READ_REQ: ReadReq,
+    Msg.READ_REPLY: ReadReply,
 }
 
 

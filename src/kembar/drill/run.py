@@ -23,13 +23,18 @@ SLOW = 0.25  # seconds: a reply slower than this is part of an outage (the user 
 LOOKBACK = 2.0  # seconds before a scenario in which its outage's last good reply may lie
 
 
+def nft_both_ways(table: str, nic: str, match: str) -> str:
+    """An inet table dropping what ``match`` selects on ``nic``, in and out (pure)."""
+    return (f"table inet {table} {{\n"
+            "  chain input {\n    type filter hook input priority -10; policy accept;\n"
+            f"    iifname \"{nic}\" {match} drop\n  }}\n"
+            "  chain output {\n    type filter hook output priority -10; policy accept;\n"
+            f"    oifname \"{nic}\" {match} drop\n  }}\n}}\n")
+
+
 def nft_rules(link: str, port: int) -> str:
     """Heartbeats on ``link`` dropped both ways (pure)."""
-    return (f"table inet {NFT_TABLE} {{\n"
-            "  chain input {\n    type filter hook input priority -10; policy accept;\n"
-            f"    iifname \"{link}\" udp dport {port} drop\n  }}\n"
-            "  chain output {\n    type filter hook output priority -10; policy accept;\n"
-            f"    oifname \"{link}\" udp dport {port} drop\n  }}\n}}\n")
+    return nft_both_ways(NFT_TABLE, link, f"udp dport {port}")
 
 
 class Drill:

@@ -68,7 +68,7 @@ def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
 def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bool = True,
                monitor: str = "1s", restarts: int = 1, probe: bool = True,
                python: str = sys.executable, fence: bool = False, clone: bool = False,
-               vmac: bool = False) -> str:
+               vmac: bool = False, failure_timeout: str | None = None) -> str:
     """A resource group (pure): disk r0 promoted, ext4 mounted on /srv/data, the demo site
     (a service kembar supervises), the VIP (last: clients are sent here only once the site
     listens), and a probe of the site through the VIP; with ``fence``, the lab's power
@@ -94,6 +94,8 @@ def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bo
                     f'monitor_interval = "{monitor}"', f"restarts = {restarts}",
                     'timeout = "10s"'])
     lines = [f"[groups.{name}]", f'preferred = "{preferred}"']
+    if failure_timeout:
+        lines.append(f'failure_timeout = "{failure_timeout}"')
     for r in res:
         lines += ["", f"[[groups.{name}.resources]]", *r]
     if fence:

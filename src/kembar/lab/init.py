@@ -88,7 +88,12 @@ def setup(name: str, root: Path, hw_disk: str | None, hw_mount: str) -> None:
     for top in ("/srv", "/mnt"):
         os.makedirs(top, exist_ok=True)
         overlay(top, root / "ovl" / top[1:], root / "ovl" / f"{top[1:]}.work")
-    os.makedirs("/dev/kembar", mode=0o755, exist_ok=True)  # kembar's own device directory
+    # kembar's own device directory: volatile, as /dev is on a machine that boots (what a
+    # power cut left there, a link to a loop device the cut released, is gone)
+    for entry in (root / "dev").iterdir():
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()
+    os.makedirs("/dev/kembar", mode=0o755, exist_ok=True)
     bind(str(root / "dev"), "/dev/kembar")
     if hw_disk is not None:
         Path("/mnt/vdb").touch(mode=0o600)

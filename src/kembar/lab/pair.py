@@ -49,8 +49,13 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30, what: str = "conditio
 class Pair:
     def __init__(self, root: Path, size: int = 16 * MiB, protocol: str = "C",
                  extra: str = "", secrets: tuple[str, str] = ("s3cret", "s3cret"),
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None,
+                 backings: dict[str, str] | None = None) -> None:
+        """``backings`` names existing backing stores per node (e.g. the lab's failing
+        hardware disks); by default each node gets a fresh file of ``size`` bytes."""
         self.root = root
+        self.backings = {node: str(root / node / "backing.img") for node in ("n1", "n2")}
+        self.backings.update(backings or {})
         self.size = size
         self.port = free_port()
         self.started: list[int] = []
@@ -60,9 +65,9 @@ class Pair:
         lines = "\n".join(f'{k} = "{v}"' for k, v in settings.items())
         for node, secret in zip(("n1", "n2"), secrets):
             (root / node).mkdir(exist_ok=True)
-            backing = root / node / "backing.img"
-            with open(backing, "wb") as fh:
-                fh.truncate(size)
+            if node not in (backings or {}):
+                with open(self.backings[node], "wb") as fh:
+                    fh.truncate(size)
             cfg = root / f"cluster-{node}.toml"
             text = f"""
 [cluster]
@@ -78,10 +83,10 @@ secret = "{secret}"
 {lines}
 {extra}
 [disks.r0.on.n1]
-backing = "{root}/n1/backing.img"
+backing = "{self.backings['n1']}"
 meta = "{root}/n1/r0.md"
 [disks.r0.on.n2]
-backing = "{root}/n2/backing.img"
+backing = "{self.backings['n2']}"
 meta = "{root}/n2/r0.md"
 """
             cfg.write_text(text)
@@ -98,7 +103,7 @@ meta = "{root}/n2/r0.md"
         return os.path.join(self.dev_dir(node), "r0")
 
     def backing(self, node: str) -> Path:
-        return self.root / node / "backing.img"
+        return Path(self.backings[node])
 
     def kembar(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "kembar", "disk", "--config", str(self.configs[node]),

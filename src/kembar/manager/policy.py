@@ -17,13 +17,20 @@ Rules (Heartbeat's haresources behaviour, and what users lost data to without th
   pulled to a node (``takeover``) stays there (no failback) until pulled elsewhere;
 * a group that runs nowhere starts on the best eligible node: alive, not in standby, the
   group not failed there, its disk promotable (UpToDate, or Consistent while the peer is
-  dead; never Outdated, Inconsistent or Diskless, never while the disk's peer is Primary),
+  dead; never Outdated, Inconsistent or Diskless, never while the disk's peer is Primary;
+  a disk that is not connected only if every live peer reports the same generation and is
+  not Primary — a live peer that wrote alone since the disks parted has newer data: DRBD's
+  resource-level fencing, done with the reports instead of an outdate-peer handler),
   the best connectivity score; the preferred node on a tie;
 * before a takeover from a node that is dead (not cleanly stopped), that node is fenced when
   fencing is on; the start waits until fencing succeeded;
 * a node whose connectivity is worse than a live peer's gives its groups away (ipfail);
 * ``standby`` of a node moves its groups off it; ``takeover`` pulls a group to a node: both
-  as an orderly stop, then a start.
+  as an orderly stop, then a start;
+* a resource whose monitor fails is restarted while its restarts last, then the group fails
+  on that node (and so moves); a failure no restart can repair (the group's disk went
+  Diskless under ``on_io_error = "failover"``) fails the group at once
+  (``after_monitor_failure``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class Node:
     clean_stop: bool = False  # dead after a shutdown notice (no fencing needed)
     fenced: bool = False  # fencing of this (dead) node succeeded
     ready: bool = True  # the group's clones run here (a failback need not start them)
+    disk_connected: bool = True  # the group's disks are connected to their peers
+    disk_gen: str = ""  # the disks' current generation identifiers, as reported
 
 
 @dataclass(frozen=True)
@@ -107,11 +116,46 @@ def eligible(v: View, g: Group, n: Node, handover: bool = False) -> str | None:
         # view of it; a dead peer's last report counts: it may have died Primary)
         return f"the disk's peer of {n.name} is Primary"
     peer_alive = any(o.alive for o in v.nodes if o.name != n.name)
+    live_peers = [o for o in v.nodes if o.name != n.name and o.alive]
+    apart = not n.disk_connected or any(not o.disk_connected for o in live_peers)
+    if apart and n.disk in PROMOTABLE_ALONE:
+        for o in live_peers:
+            # DRBD's resource-level fencing, from the reports: a live peer may have written
+            # alone since the disks parted (it then started a new generation); promoting
+            # here would split the data in two.  (Either side saying it is not connected
+            # counts: the other's view may be a moment old.)
+            if o.primary and not handover:
+                return f"the disk on {n.name} is not connected and {o.name} is Primary"
+            if o.disk in ("Inconsistent", "Outdated"):
+                continue  # not Primary: it cannot have written since (it never could)
+            if not ahead_or_same(n.disk_gen, o.disk_gen):
+                return (f"the disk on {n.name} is not connected to {o.name}, which is alive "
+                        "and may have newer data (" + (
+                            "its disk is down" if not o.disk_gen else
+                            "it started a new generation") + ")")
     if n.disk == "UpToDate":
         return None
     if n.disk == "Consistent" and not peer_alive:
         return None
     return f"the disk on {n.name} is {n.disk}"
+
+
+def _gens(text: str) -> list[tuple[int, int]] | None:
+    try:
+        out = [(int(c, 16), int(b, 16) & ~1) for c, b in (p.split(":") for p in text.split(","))]
+    except ValueError:
+        return None
+    return out or None
+
+
+def ahead_or_same(mine: str, theirs: str) -> bool:
+    """Whether data with generations ``mine`` ("CURRENT:BITMAP" per disk) holds everything
+    data with ``theirs`` holds: the same current generation, or mine began (my bitmap
+    generation) where theirs still is — I wrote alone since we parted, they did not."""
+    a, b = _gens(mine), _gens(theirs)
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(mc == tc or (mb and mb == tc & ~1) for (mc, mb), (tc, _tb) in zip(a, b))
 
 
 def _best(v: View, g: Group, candidates: list[Node]) -> Node | None:
@@ -216,3 +260,20 @@ def _keep_or_move(v: View, g: Group, here: Node, plan: _Plan) -> None:
                                            "sync; an orderly handover")
         else:
             plan.add("wait", g, g.preferred, f"auto_failback waits: {block}")
+
+
+def after_monitor_failure(failures: int, restarts: int,
+                          restart_helps: bool = True) -> Literal["restart", "fail"]:
+    """What the node running a group does when a resource's monitor failed for the
+    ``failures``-th time: ``restart`` it while ``restarts`` allows, else ``fail`` the group
+    here (the policy then moves it).  A failure a restart cannot repair (a Diskless disk
+    whose configuration says ``on_io_error = "failover"``) fails it at once."""
+    if restart_helps and failures <= restarts:
+        return "restart"
+    return "fail"
+
+
+def failure_expired(failed_at: float, now: float, timeout: float) -> bool:
+    """Whether a failure at ``failed_at`` is forgotten at ``now`` (Pacemaker's
+    failure-timeout; 0: never, until an operator's cleanup)."""
+    return timeout > 0 and now - failed_at >= timeout

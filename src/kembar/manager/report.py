@@ -20,6 +20,7 @@ malformed report is ignored as a whole, never half-applied.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,21 @@ DISK_STATES = ("UpToDate", "Consistent", "Outdated", "Inconsistent", "Diskless",
 _MAX_ITEMS = 32
 
 
+GEN = re.compile(r"(?:[0-9A-F]{16}:[0-9A-F]{16})?")
+
+
 @dataclass(frozen=True)
 class DiskReport:
     state: str = "Down"  # the local disk state; Down: no disk process answers
     synced: bool = False  # connected, peer UpToDate, nothing out of sync
     peer_primary: bool = False  # connected to a peer that is Primary
     primary: bool = False  # Primary here
+    connected: bool = False  # connected to its peer (always, when synced)
+    gen: str = ""  # generation identifiers "CURRENT:BITMAP" (16 hex digits each; "" unknown)
+
+    def __post_init__(self) -> None:
+        if self.synced and not self.connected:
+            object.__setattr__(self, "connected", True)
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,8 @@ class Report:
         if self.takeover:
             out["to"] = dict(self.takeover)
         if self.disks:
-            out["d"] = {k: [d.state, int(d.synced), int(d.peer_primary), int(d.primary)]
-                        for k, d in self.disks.items()}
+            out["d"] = {k: [d.state, int(d.synced), int(d.peer_primary), int(d.primary),
+                            int(d.connected), d.gen] for k, d in self.disks.items()}
         if self.fenced:
             out["f"] = dict(self.fenced)
         if self.unready:
@@ -99,10 +109,12 @@ def decode(doc: Any) -> Report | None:
         if not isinstance(raw, dict) or len(raw) > _MAX_ITEMS:
             raise ValueError("disks")
         for name, d in raw.items():
-            if not (isinstance(d, list) and len(d) == 4 and d[0] in DISK_STATES
-                    and all(x in (0, 1) and not isinstance(x, bool) for x in d[1:])):
+            if not (isinstance(d, list) and len(d) in (4, 6) and d[0] in DISK_STATES
+                    and all(x in (0, 1) and not isinstance(x, bool) for x in d[1:5])
+                    and (len(d) == 4 or isinstance(d[5], str) and GEN.fullmatch(d[5]))):
                 raise ValueError("disk")
-            disks[str(name)] = DiskReport(d[0], bool(d[1]), bool(d[2]), bool(d[3]))
+            extra = (bool(d[4]), str(d[5])) if len(d) == 6 else (False, "")
+            disks[str(name)] = DiskReport(d[0], bool(d[1]), bool(d[2]), bool(d[3]), *extra)
         fenced, wishes = _stamps(doc.get("f", {})), _stamps(doc.get("to", {}))
         sb = doc.get("sb", 0)
         if sb not in (0, 1) or isinstance(sb, bool):

@@ -33,11 +33,12 @@ class GroupSpec:
 def _disk(report: Report | None, disks: tuple[str, ...]) -> DiskReport:
     """The node's disk situation for a group: the worst of the group's disks."""
     if not disks:
-        return DiskReport("UpToDate", True, False)
+        return DiskReport("UpToDate", True, False, connected=True)
     found = [report.disks.get(d, DiskReport()) if report else DiskReport() for d in disks]
     worst = next((d.state for d in found if d.state != "UpToDate"), "UpToDate")
+    gen = ",".join(d.gen for d in found) if all(d.gen for d in found) else ""
     return DiskReport(worst, all(d.synced for d in found), any(d.peer_primary for d in found),
-                      any(d.primary for d in found))
+                      any(d.primary for d in found), all(d.connected for d in found), gen)
 
 
 def fenced(node: Member, members: dict[str, Member], reports: dict[str, Report]) -> bool:
@@ -61,7 +62,7 @@ def group_view(spec: GroupSpec, members: dict[str, Member], reports: dict[str, R
         nodes.append(Node(name=name, alive=m.alive, ping=m.ping,
                           standby=bool(rep and rep.standby), disk=d.state,
                           disk_synced=d.synced, peer_primary=d.peer_primary,
-                          primary=d.primary,
+                          primary=d.primary, disk_connected=d.connected, disk_gen=d.gen,
                           clean_stop=m.clean_stop, fenced=fenced(m, members, reports),
                           ready=not (rep and spec.name in rep.unready)))
     running = tuple(n for n in sorted(reports)

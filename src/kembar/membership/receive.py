@@ -28,7 +28,7 @@ def parse_body(body: bytes) -> tuple[tuple[int, int] | None, dict[str, Any] | No
         return None, None
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or UTF-8), or nested too deeply
         return None, None
     if not isinstance(doc, dict):
         return None, None
@@ -37,7 +37,7 @@ def parse_body(body: bytes) -> tuple[tuple[int, int] | None, dict[str, Any] | No
         up, total = int(doc["ping"][0]), int(doc["ping"][1])
         if 0 <= up <= total <= 64:
             score = (up, total)
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError):  # e.g. 1e999
         pass
     report = doc.get("m")
     return score, report if isinstance(report, dict) else None
