@@ -51,6 +51,10 @@ def test_wrong_secret_never_connects_and_moves_no_data(make_pair: Callable[..., 
             assert st["counters"]["connects"] == 0
         time.sleep(0.1)
     assert any("authentication failed" in p.log(n) for n in ("n1", "n2"))
+    # every failure counted, but one log line per 10 s (a wrong secret retries for ever)
+    lines = sum(p.log(n).count("authentication failed") for n in ("n1", "n2"))
+    failures = counters(p, "n1")["auth_failures"] + counters(p, "n2")["auth_failures"]
+    assert lines <= 4 and (failures > lines or failures <= 2), (lines, failures)
     assert p.status("n2")["peer"]["connection"] != "Connected"  # via the real CLI
     for node in ("n1", "n2"):
         assert "a-secret" not in p.log(node) and "b-secret" not in p.log(node)

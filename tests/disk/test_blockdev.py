@@ -317,3 +317,42 @@ def test_a_recorded_loop_device_reused_by_someone_else_is_left_alone(
         assert loopdev.backing_file(os.path.basename(loop)) == "/data"
     finally:
         sh("losetup", "-d", loop, check=False)
+
+
+def test_two_ups_at_once_run_one_disk_process(make_pair: Callable[..., Pair]) -> None:
+    """Found by the torture: the cluster daemon's disk agent and a service manager both
+    ran `up` after the disk process died, and two processes fought over one disk."""
+    p = make_pair(size=16 * MiB)
+    p.create()
+    argv = [sys.executable, "-m", "kembar", "disk", "--config", str(p.configs["n1"]), "--node",
+            "n1", "--run-dir", p.run_dir("n1"), "--dev-dir", p.dev_dir("n1"), "up", "r0"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [(pr.wait(60), *pr.communicate()) for pr in procs]
+    p.started.append(p.pid("n1"))
+    ok = [r for r in results if r[0] == 0]
+    assert len(ok) == 1, results
+    for rc, out, err in results:
+        assert rc == 0 or "r0 is already up on n1" in err, (rc, out, err)
+    daemons = [pid for pid in os.listdir("/proc") if pid.isdigit() and _is_disk_of(pid, p)]
+    assert daemons == [str(p.pid("n1"))], daemons
+    assert p.st("n1")["disk"] == "r0"
+    # and `down` waits its turn: no cleanup under a disk process that is starting
+    from kembar.disk.client import take_lock
+    os.makedirs(p.run_dir("n2"), exist_ok=True)
+    fd = take_lock(p.run_dir("n2"), "r0")
+    try:
+        res = p.kembar("n2", "down", "r0", check=False)
+        assert res.returncode != 0 and "is starting" in res.stderr, res.stderr
+    finally:
+        assert fd is not None
+        os.close(fd)
+
+
+def _is_disk_of(pid: str, p: Pair) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return "kembar.disk.daemon" in argv and str(p.configs["n1"]) in argv

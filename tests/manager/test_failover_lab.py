@@ -180,6 +180,24 @@ def test_a_killed_web_server_is_restarted_then_the_group_moves(
     assert cluster.groups_status(lab, "node1")["web"]["failed_here"] == ""
     cluster.wait(lambda: cluster.runs_on(lab) == ["node1"], 60, "the failback to node1")
     assert "forgotten" in cluster.sh(lab, "node1", "kembar cleanup web")
+    # A restart that fails (the disk process killed, its metadata gone: `disk up` cannot
+    # bring it back): nothing after it is restarted on top of what is not running (the
+    # torture once saw the site restarted on a bare /srv/data), and node2 does not promote
+    # beside a live node1 whose disk nobody can read (it may have written alone).
+    cluster.sh(lab, "node1", "mv /var/lib/kembar/r0.md /var/lib/kembar/r0.md.away && "
+                             "kill -KILL $(cat /run/kembar/r0.pid)")
+    cluster.wait(lambda: "restart of disk r0 failed" in
+                 cluster.groups_status(lab, "node1")["web"]["failed_here"], 30, "the failure")
+    cluster.wait(lambda: cluster.runs_on(lab) == [], 30, "the group to stop on node1")
+    kinds = [e["event"] for e in cluster.daemon_status(lab, "node1")["events"]]
+    assert "ResourceRestarted" not in kinds[kinds.index("ResourceRestartFailed"):], kinds
+    time.sleep(2)
+    assert cluster.runs_on(lab) == []
+    waits = cluster.groups_status(lab, "node2")["web"]["decisions"]
+    assert any("its disk is down" in d for d in waits), waits
+    cluster.sh(lab, "node1", "mv /var/lib/kembar/r0.md.away /var/lib/kembar/r0.md && "
+                             "kembar disk up r0")
+    cluster.wait(lambda: len(cluster.runs_on(lab)) == 1, 60, "the group to run again")
 
 
 def test_a_failed_disk_under_on_io_error_failover_moves_the_group_with_every_order(

@@ -109,7 +109,9 @@ class DiskAgent(Agent):
             raise AgentError(f"{self.name}: `kembar disk up {self.disk}` did not finish "
                              "in time") from None
         text = (res.stdout + res.stderr).strip()
-        if res.returncode != 0:
+        if res.returncode != 0 and "is already up" in text:
+            log.info("%s: %s (started meanwhile by someone else)", self.name, text)
+        elif res.returncode != 0:
             raise AgentError(f"{self.name}: no disk process ran, and `kembar disk up` "
                              f"failed: {text}")
         log.warning("%s: no disk process ran here; brought it up: %s", self.name, text)

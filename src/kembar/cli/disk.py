@@ -13,7 +13,7 @@ import click
 
 from kembar.config import ClusterConfig, config_path, identify_node, load_cluster
 from kembar.disk.backing import backing_size
-from kembar.disk.client import DiskClient, default_run_dir
+from kembar.disk.client import ALREADY_UP, DiskClient, default_run_dir, take_lock
 from kembar.disk.control import socket_path
 from kembar.disk.device import DEFAULT_DEV_DIR, cleanup_stale
 from kembar.disk.meta import MetaStore
@@ -115,12 +115,22 @@ def up(c: Ctx, disk: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == ALREADY_UP:  # another `up` won the race: it runs
+                raise KembarError(f"{disk} is already up on {node}")
             raise KembarError(f"{disk}: the disk process exited ({proc.returncode}): "
                               f"{_tail(logfile)}")
         if os.path.exists(socket_path(c.run_dir, disk)):
             try:
                 with c.client(disk, timeout=5) as cl:
                     st = cl.status()
+                if _pid_in(os.path.join(c.run_dir, f"{disk}.pid")) != proc.pid:
+                    # another `up`'s process answers: ours must be the one that lost
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        time.sleep(0.05)
+                        continue
+                    continue
                 click.echo(f"{disk}: up on {node} (pid {proc.pid}), {st['disk_state']}, "
                            f"{st['peer']['connection']}")
                 return
@@ -128,6 +138,14 @@ def up(c: Ctx, disk: str) -> None:
                 pass
         time.sleep(0.05)
     raise KembarError(f"{disk}: the disk process did not answer within 20s; see {logfile}")
+
+
+def _pid_in(path: str) -> int:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 def _tail(path: str) -> str:
@@ -160,7 +178,15 @@ def down(c: Ctx, disk: str, force: bool) -> None:
     try:
         cl = c.client(disk)
     except DaemonNotRunning:
-        done = cleanup_stale(disk, c.run_dir, c.dev_dir)
+        lock = take_lock(c.run_dir, disk) if os.path.isdir(c.run_dir) else None
+        if lock is None and os.path.isdir(c.run_dir):
+            raise KembarError(f"{disk}: a disk process is starting (it holds the disk's "
+                              "lock); try again")
+        try:
+            done = cleanup_stale(disk, c.run_dir, c.dev_dir)
+        finally:
+            if lock is not None:
+                os.close(lock)
         for line in done:
             click.echo(f"{disk}: {line}")
         click.echo(f"{disk}: down (no disk process was running)")

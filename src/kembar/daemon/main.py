@@ -41,6 +41,7 @@ from kembar.membership.state import (
     Timing,
 )
 from kembar.membership.transport import Transport, interfaces, plan_channels
+from kembar.ratelimit import LogLimiter, held_note
 
 log = logging.getLogger("kembar.daemon")
 
@@ -71,7 +72,7 @@ class Daemon:
         self.reach = Reachability(list(self.mcfg.ping), self.mcfg.dead_ping, time.monotonic())
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.started_wall = time.time()
-        self._drop_logged: dict[str, float] = {}
+        self._drop_log = LogLimiter(DROP_LOG_EVERY)
         self.counts: collections.Counter[str] = collections.Counter()
         self._stop = asyncio.Event()
         self.manager = Manager(cfg, me, run_dir, state_dir, self._announce, self._entry)
@@ -227,10 +228,9 @@ class Daemon:
             self._log_drop(dropped, f"{who}from {addr[0]} on {link}")
 
     def _log_drop(self, reason: str, what: str) -> None:
-        now = time.monotonic()
-        if now - self._drop_logged.get(reason, -DROP_LOG_EVERY) >= DROP_LOG_EVERY:
-            self._drop_logged[reason] = now
-            log.warning("dropped a packet (%s) %s", reason, what)
+        held = self._drop_log.check(reason, time.monotonic())
+        if held is not None:
+            log.warning("dropped a packet (%s) %s%s", reason, what, held_note(held))
 
     def _record(self, events: Sequence[Event | PingChange]) -> None:
         for ev in events:

@@ -8,6 +8,7 @@ by which data is written (the FUSE layer uses it too).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -16,6 +17,23 @@ from typing import Any
 from kembar.disk.control import socket_path
 from kembar.disk.ctlproto import OK, REP, REQ, Op
 from kembar.errors import DaemonNotRunning, KembarError, StateError
+
+ALREADY_UP = 3  # the disk process's exit status: another one runs this disk here
+
+
+def take_lock(run_dir: str, disk: str) -> int | None:
+    """The disk's lock on this node (``RUN_DIR/DISK.lock``, exclusive, held by its disk
+    process for its life and by `down` while it cleans up after a dead one): the open
+    file descriptor, or None while someone else holds it.  The kernel releases it when
+    its holder dies."""
+    fd = os.open(os.path.join(run_dir, f"{disk}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 PIECE = 1024 * 1024
 

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from kembar.config import load_cluster
+from kembar.disk.client import ALREADY_UP, take_lock
 from kembar.disk.control import ControlServer, socket_path
 from kembar.disk.device import DEFAULT_DEV_DIR, Device
 from kembar.disk.engine import Engine
@@ -78,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
         format=f"%(asctime)s {args.node} %(name)s %(levelname)s: %(message)s")
+    # One disk process per disk and node, whoever starts it (found by the torture: the
+    # cluster daemon's restart and a service manager's `up` raced, two processes fought
+    # over one disk): the lock is the kernel's, released when this process dies, and is
+    # taken before anything here is touched (the pid file, a crashed process's leftovers).
+    lock = take_lock(args.run_dir, args.disk)
+    if lock is None:
+        print(f"kembar-disk: {args.disk} is already up on {args.node} (another disk process "
+              "holds its lock)", file=sys.stderr)
+        return ALREADY_UP
     pidfile = os.path.join(args.run_dir, f"{args.disk}.pid")
     with open(pidfile, "w") as fh:
         fh.write(f"{os.getpid()}\n")

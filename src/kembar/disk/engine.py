@@ -45,11 +45,14 @@ from kembar.disk.states import DISK_BY_CODE, DISK_CODES, ConnState, DiskState, R
 from kembar.disk.stream import Listener
 from kembar.disk.wire import Msg
 from kembar.errors import AuthError, KembarError, PeerProtocolError, StateError
+from kembar.ratelimit import LogLimiter, held_note
 
 log = logging.getLogger("kembar.disk")
 
 AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 
+
+LOG_EVERY = 10.0  # seconds: at most one log line per kind of handshake failure
 
 class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
@@ -62,6 +65,7 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
         self.md: Metadata = self.store.load(expect_disk=self.disk, expect_node=node)
         self.size = self.md.size
         self.backing = Backing(self.local.backing, self.size)
+        self._log_limit = LogLimiter(LOG_EVERY)  # a failing peer is counted, not flooding
         self.alfile = AlFile(self.local.meta + ".al", cfg.al_extents)
         self.al = AlState(cfg.al_extents)
         self.bitmap: Bitmap = self.md.bitmap
@@ -234,7 +238,10 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
         except AuthError as exc:
             self.counters.auth_failures += 1
             self._note_error(link, str(exc))
-            log.error("%s: %s (from %s); dropping connection", self.disk, exc, link.peer)
+            held = self._log_limit.check("auth", time.monotonic())
+            if held is not None:
+                log.error("%s: %s (from %s); dropping connection%s", self.disk, exc,
+                          link.peer, held_note(held))
             link.close()
             if self.session and self.session.link is link:
                 await self._lost(self.session)
@@ -247,7 +254,10 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
             else:
                 text = str(exc) or type(exc).__name__
             self._note_error(link, text)
-            log.error("%s: handshake with %s failed: %s", self.disk, link.peer, text)
+            held = self._log_limit.check(f"handshake {type(exc).__name__}", time.monotonic())
+            if held is not None:
+                log.error("%s: handshake with %s failed: %s%s", self.disk, link.peer, text,
+                          held_note(held))
             link.close()
             if self.session and self.session.link is link:
                 await self._lost(self.session)
