@@ -52,7 +52,7 @@ log = logging.getLogger("kembar.disk")
 AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 
 
-LOG_EVERY = 10.0  # seconds: at most one log line per kind of handshake failure
+LOG_EVERY = 10.0  # seconds: at most one log line per handshake failure message
 
 class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
@@ -238,7 +238,7 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
         except AuthError as exc:
             self.counters.auth_failures += 1
             self._note_error(link, str(exc))
-            held = self._log_limit.check("auth", time.monotonic())
+            held = self._log_limit.check(f"auth {str(exc)[:80]}", time.monotonic())
             if held is not None:
                 log.error("%s: %s (from %s); dropping connection%s", self.disk, exc,
                           link.peer, held_note(held))
@@ -254,7 +254,7 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
             else:
                 text = str(exc) or type(exc).__name__
             self._note_error(link, text)
-            held = self._log_limit.check(f"handshake {type(exc).__name__}", time.monotonic())
+            held = self._log_limit.check(f"handshake {text[:80]}", time.monotonic())
             if held is not None:
                 log.error("%s: handshake with %s failed: %s%s", self.disk, link.peer, text,
                           held_note(held))
