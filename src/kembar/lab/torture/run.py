@@ -27,6 +27,7 @@ KEEPALIVE, DEADTIME = "200ms", "1s"
 SETTLE = 60.0  # seconds for the cluster to settle after a fault
 RECOVER = 180.0  # seconds to be whole again after the fault is undone (resync included)
 REACT = 3.0  # seconds the cluster is given to notice a fault (deadtime, monitors)
+READ_TRIES = 15.0  # seconds the orders page may take to answer again after a fault
 LOSS_HOLD = 5.0  # seconds a "loss" fault lasts
 FAILURE_TIMEOUT = "20s"  # the group's: a failure of one fault does not add to the next
 
@@ -245,14 +246,22 @@ class Torture:
         assert self.orders is not None and self.records is not None
         acked_orders = self.orders.acked()
         acked_records = self.records.snapshot()
-        try:
-            body, _ = get(self.L, "/orders.json")
-            stored = {int(o["id"]): o["customer"] for o in json.loads(body)["orders"]}
+        stored: dict[int, str] | None = None
+        deadline = time.monotonic() + READ_TRIES
+        while stored is None:
+            try:  # (the site may be restarting: an error page is not a lost order)
+                body, _ = get(self.L, "/orders.json")
+                stored = {int(o["id"]): o["customer"] for o in json.loads(body)["orders"]}
+            except (KembarError, ValueError, KeyError, TypeError) as exc:
+                if time.monotonic() > deadline:
+                    out.problems.append(f"the orders could not be read for {READ_TRIES:.0f}"
+                                        f" s: {exc}")
+                    break
+                time.sleep(0.5)
+        if stored is not None:
             lost = judge.lost_orders(acked_orders, stored)
             if lost:
                 out.problems.append(f"{len(lost)} acknowledged orders missing: {lost[:10]}")
-        except (KembarError, ValueError, KeyError) as exc:
-            out.problems.append(f"the orders could not be read: {exc}")
         owner = self.running()
         if len(owner) != 1:
             return
