@@ -262,15 +262,22 @@ class Torture:
             lost = judge.lost_orders(acked_orders, stored)
             if lost:
                 out.problems.append(f"{len(lost)} acknowledged orders missing: {lost[:10]}")
-        owner = self.running()
-        if len(owner) != 1:
-            return
-        res = self.L.run(owner[0], [sys.executable, "-m", "kembar.lab.torture.writer",
-                                    "dump", "--dir", RECORDS_DIR], timeout=60)
-        if res.returncode != 0:
-            out.problems.append(f"the records could not be read on {owner[0]}: "
-                                f"{res.stderr.strip()[-300:]}")
-            return
+        deadline = time.monotonic() + READ_TRIES
+        while True:  # the filesystem may be remounting: read again, as for the orders
+            owner = self.running()
+            if len(owner) == 1:
+                res = self.L.run(owner[0], [sys.executable, "-m", "kembar.lab.torture.writer",
+                                            "dump", "--dir", RECORDS_DIR], timeout=60)
+                if res.returncode == 0:
+                    break
+                why = res.stderr.strip()[-300:]
+            else:
+                why = f"the group runs on {owner or 'no node'}"
+            if time.monotonic() > deadline:
+                out.problems.append(f"the records could not be read for {READ_TRIES:.0f} s: "
+                                    f"{why}")
+                return
+            time.sleep(0.5)
         present, _torn = judge.parse_records(res.stdout)
         lost_r = judge.lost_records(acked_records, present)
         if lost_r:

@@ -29,14 +29,20 @@ def mounted_from(path: Path, mountinfo: str) -> str | None:
     return source
 
 
+def _replicated(path: Path) -> bool:
+    source = mounted_from(path, Path("/proc/self/mountinfo").read_text())
+    if source is None or not source.startswith("/dev/loop"):
+        print(f"writer: {path} is not the replicated filesystem (mounted from {source})",
+              file=sys.stderr)
+        return False
+    return True
+
+
 def write(directory: Path, name: str, rate: float) -> int:
     # Exactly the replicated filesystem: a mount on the directory's parent from a loop
     # device (found by the torture: a check that walked up to the node's own /srv let
     # records go there, unreplicated, once the replicated filesystem had gone)
-    source = mounted_from(directory.parent, Path("/proc/self/mountinfo").read_text())
-    if source is None or not source.startswith("/dev/loop"):
-        print(f"writer: {directory.parent} is not the replicated filesystem "
-              f"(mounted from {source})", file=sys.stderr)
+    if not _replicated(directory.parent):
         return 2
     directory.mkdir(exist_ok=True)
     fd = os.open(directory / f"{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -61,6 +67,10 @@ def write(directory: Path, name: str, rate: float) -> int:
 
 
 def dump(directory: Path) -> int:
+    # only the replicated filesystem: a bare /srv/data (unmounted for a moment while the
+    # group restarts) would show no records at all (the torture once counted those lost)
+    if not _replicated(directory.parent):
+        return 2
     if not directory.is_dir():
         return 0
     for f in sorted(directory.glob("*.log")):
