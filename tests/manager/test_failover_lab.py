@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from kembar.demo import Shopper, get
+from kembar.errors import KembarError
 from kembar.lab import cluster
 from kembar.lab.lab import Lab
 from kembar.lab.poll import ClientPoller as Poller
@@ -280,8 +281,13 @@ def test_partitions_with_and_without_fencing(make_lab: Callable[..., Lab],
                      "the group to stay on one node after the heal")
         decisions = " ".join(e["text"] for e in history(lab, "node2", "Decision"))
         assert "at once" in decisions
-        cluster.wait(lambda: "split" in json.dumps(cluster.disk_status(lab, "node1")).lower(),
-                     30, "split brain on the disk")
+        try:
+            cluster.wait(lambda: "split" in json.dumps(cluster.disk_status(lab, "node1")
+                                                       ).lower(), 60, "split brain on the disk")
+        except KembarError:  # (seen once in CI: say what each disk was doing)
+            raise AssertionError([cluster.disk_status(lab, n) for n in ("node1", "node2")],
+                                 cluster.sh(lab, "node1", "tail -40 /run/kembar/r0.log"),
+                                 cluster.sh(lab, "node2", "tail -40 /run/kembar/r0.log")) from None
 
 
 def test_a_node_that_loses_the_outside_world_gives_the_group_away(
