@@ -90,6 +90,7 @@ def test_start_brings_a_killed_disk_process_up_again_then_promotes(
                        AgentContext(run_dir=pair.run_dir("n1"), config=str(pair.configs["n1"]),
                                     node="n1"))
     agent.start(30)
+    pair.started.append(pair.pid("n1"))  # the agent's `disk up` started it: killed at the end
     assert agent.monitor(5) is True
     st = pair.st("n1")
     assert st["role"] == "Primary" and st["peer"]["connection"] == "Connected", st
