@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, TypeVar
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 SCALE = float(os.environ.get("KEMBAR_FUZZ_SCALE", "1") or 1)
 SLOW = 5.0  # seconds for one decode/load: generous for two busy shared cores
@@ -77,3 +78,16 @@ def byte_op(buf: bytearray, op: tuple[Any, ...]) -> None:
         del buf[op[1] % len(buf):]
     else:
         buf += op[1]
+
+
+def byte_ops(cut: int, insert: int, extend: int) -> list[st.SearchStrategy[tuple[Any, ...]]]:
+    """The strategies of ``byte_op``'s generic ops (a fuzzer adds its own field ops)."""
+    return [
+        st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
+        st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
+        st.tuples(st.just("cut"), st.integers(0, 10**6), st.integers(1, cut)),
+        st.tuples(st.just("insert"), st.integers(0, 10**6),
+                  st.binary(min_size=1, max_size=insert)),
+        st.tuples(st.just("truncate"), st.integers(0, 10**6)),
+        st.tuples(st.just("extend"), st.binary(min_size=1, max_size=extend)),
+    ]

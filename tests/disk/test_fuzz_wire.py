@@ -28,7 +28,7 @@ from kembar.disk import wire
 from kembar.disk.link import PROTO, Link, auth_mac, authenticate
 from kembar.disk.wire import Msg
 from kembar.errors import AuthError, PeerProtocolError
-from tests.fuzzing import SLOW, byte_op, fuzz, only
+from tests.fuzzing import SLOW, byte_op, byte_ops, fuzz, only
 
 KINDS = sorted(wire.BODIES, key=int)
 _NOT_CANONICAL = {wire.Bye}  # the reason is decoded with errors="replace"
@@ -133,12 +133,7 @@ SAMPLES: list[tuple[Msg, wire.Body]] = [
 ]
 
 _OPS = st.lists(st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
-    st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
-    st.tuples(st.just("cut"), st.integers(0, 10**6), st.integers(1, 40)),
-    st.tuples(st.just("insert"), st.integers(0, 10**6), st.binary(min_size=1, max_size=40)),
-    st.tuples(st.just("truncate"), st.integers(0, 10**6)),
-    st.tuples(st.just("extend"), st.binary(min_size=1, max_size=300)),
+    *byte_ops(cut=40, insert=40, extend=300),
     st.tuples(st.just("length"), st.sampled_from([0, 1, -1, +1, wire.MAX_PAYLOAD,
                                                   wire.MAX_PAYLOAD + 1, 2**32 - 1])),
     st.tuples(st.just("kind"), st.sampled_from([0, 26, 27, 28, 99, 255]) | st.integers(0, 255)),

@@ -26,7 +26,7 @@ from kembar.membership.packet import (HEADER, HEADER_SIZE, HEARTBEAT, MAC_SIZES,
                                       SHUTDOWN, VERSION, BadPacket, Packet, decode, encode)
 from kembar.membership.receive import parse_body, receive
 from kembar.membership.state import Membership, Timing
-from tests.fuzzing import byte_op, fuzz, only
+from tests.fuzzing import byte_op, byte_ops, fuzz, only
 
 RING = AuthKeys(2, {1: Key(1, "md5", b"old-key"), 2: Key(2, "sha256", b"the-key"),
                     3: Key(3, "sha1", b"k3")})
@@ -173,12 +173,7 @@ _PACKETS = st.builds(
     body=BODIES)
 
 _OPS = st.lists(st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
-    st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
-    st.tuples(st.just("cut"), st.integers(0, 10**6), st.integers(1, 64)),
-    st.tuples(st.just("insert"), st.integers(0, 10**6), st.binary(min_size=1, max_size=32)),
-    st.tuples(st.just("truncate"), st.integers(0, 10**6)),
-    st.tuples(st.just("extend"), st.binary(min_size=1, max_size=600)),
+    *byte_ops(cut=64, insert=32, extend=600),
     st.tuples(st.just("length"), st.sampled_from(["cluster", "node", "status", "body"]),
               st.sampled_from(["zero", "max", "cap", "over", "plus1", "minus1"])),
 ), min_size=1, max_size=4)
