@@ -110,7 +110,7 @@ def test_never_promoted_where_the_disk_cannot_be() -> None:
 
 nodes = st.builds(Node, st.sampled_from(["node1", "node2"]), st.booleans(), st.integers(0, 2),
                   st.booleans(), st.sampled_from(["UpToDate", "Consistent", "Outdated",
-                                                  "Inconsistent", "Diskless"]),
+                                                  "Inconsistent", "Diskless", "Down"]),
                   st.booleans(), st.booleans(), st.booleans(), st.booleans())
 subsets = st.lists(st.sampled_from(["node1", "node2"]), unique=True, max_size=2).map(tuple)
 
@@ -129,7 +129,11 @@ def test_invariants(ns: tuple[Node, Node], g: Group, fencing: bool) -> None:
         assert not starts  # a running group is stopped first, never started a second time
     for a in starts:
         node = v.node(a.node)
-        assert node is not None and eligible(v, g, node) is None
+        assert node is not None
+        # a node whose disk process is gone starts only when no other node can
+        assert eligible(v, g, node) is None or node.disk == "Down" and eligible(
+            v, g, node, down_ok=True) is None and not any(
+            eligible(v, g, o) is None for o in v.nodes)
         for owner in g.running_on:  # a dead, unclean owner is fenced before a takeover
             o = v.node(owner)
             if fencing and o is not None and not o.alive and not o.clean_stop:
@@ -168,7 +172,7 @@ def test_a_disconnected_disk_is_promoted_only_if_the_live_peer_did_not_write_alo
     # node1 (alive) started a new generation when it lost its peer as Primary
     a = one(View((replace(N1, disk_connected=False, disk_gen=f"{B}:{A}"), cut), (g,)))
     assert a.kind == "wait" and "may have newer data" in a.why and "new generation" in a.why
-    # node1's disk is down: nobody can say what it wrote
+    # node1's disk is down and its metadata unreadable: nobody can say what it wrote
     a = one(View((replace(N1, disk="Down", disk_connected=False), cut), (g,)))
     assert a.kind == "wait" and "its disk is down" in a.why
     # node1 still Primary (it has not stopped yet)
@@ -239,3 +243,36 @@ def test_a_failure_is_forgotten_after_the_failure_timeout_only() -> None:
     assert not failure_expired(100.0, 159.9, 60.0)
     assert failure_expired(100.0, 160.0, 60.0)
     assert not failure_expired(100.0, 10**9, 0.0)  # 0: until an operator's cleanup
+
+
+def test_a_disk_whose_process_is_gone_is_judged_by_its_metadata() -> None:
+    """Found by the torture (SIGKILL of the owner's disk process; the restart of the probe
+    alone failed, the group left node1 and waited for a person: node2 would not promote
+    beside a live node1 whose disk state nobody knew, node1 not with its disk down).  A
+    Down disk's report now carries the generations in its metadata."""
+    g = Group("web", "node1", failed_on=("node1",))
+    cut = replace(N2, disk_connected=False, disk_synced=False, disk_gen=f"{A}:{Z}")
+    down = replace(N1, disk="Down", disk_connected=False, disk_synced=False)
+    # node1's disk held what node2's holds (killed while connected): node2 takes over
+    a = one(View((replace(down, disk_gen=f"{A}:{Z}"), cut), (g,)))
+    assert (a.kind, a.node) == ("start", "node2")
+    # node1 wrote alone before its disk process died: node2 may not; node1 may, once its
+    # failure is forgotten, as the last resort (its disk agent brings the disk up)
+    a = one(View((replace(down, disk_gen=f"{B}:{A}"), cut), (g,)))
+    assert a.kind == "wait" and "new generation" in a.why
+    a = one(View((replace(down, disk_gen=f"{B}:{A}"), cut), (replace(g, failed_on=()),)))
+    assert (a.kind, a.node) == ("start", "node1")
+    # ... but never while another node can run the group (node2 wrote alone: it is ahead)
+    a = one(View((replace(down, disk_gen=f"{A}:{Z}"), cut), (replace(g, failed_on=()),)))
+    assert (a.kind, a.node) == ("start", "node2")
+    a = one(View((replace(down, disk_gen=f"{A}:{Z}"), replace(cut, disk_gen=f"{C}:{A}")),
+                 (replace(g, failed_on=()),)))
+    assert (a.kind, a.node) == ("start", "node2")
+    # both wrote alone (a split brain already): neither
+    a = one(View((replace(down, disk_gen=f"{B}:{A}"), replace(cut, disk_gen=f"{C}:{A}")),
+                 (replace(g, failed_on=()),)))
+    assert a.kind == "wait"
+    # alone (node2 dead): the Down node starts, the disk's own checks guard the promotion
+    a = one(View((replace(down, disk_gen=""), replace(N2, alive=False)),
+                 (replace(g, failed_on=()),)))
+    assert (a.kind, a.node) == ("start", "node1")

@@ -34,6 +34,7 @@ from kembar.agents import AgentContext, AgentError, make_agent
 from kembar.agents.base import Agent, FailoverNow
 from kembar.config.model import ClusterConfig
 from kembar.disk.client import DiskClient
+from kembar.disk.meta import MetaStore
 from kembar.errors import KembarError
 from kembar.manager.clone import Clone
 from kembar.manager.group import GroupStartFailed, GroupStopFailed, start_group, stop_group
@@ -221,6 +222,17 @@ class Manager:
             await self._check_dead_peers()
             await asyncio.sleep(DISK_POLL)
 
+    def _stored_gen(self, disk: str) -> str:
+        """The generation identifiers in the metadata of a disk that no process serves
+        ("" if unreadable): what the peer needs to know whether it holds everything this
+        disk held (a killed disk process answers nothing, its metadata still tells)."""
+        try:
+            md = MetaStore(self.cfg.disk(disk).local(self.me).meta).load(
+                expect_disk=disk, expect_node=self.me)
+        except (KembarError, OSError, ValueError):
+            return ""
+        return f"{md.current:016X}:{md.bitmap_uuid:016X}" if md.current else ""
+
     def _read_disks(self) -> dict[str, DiskReport]:
         out = {}
         for d in self.disk_names:
@@ -229,7 +241,7 @@ class Manager:
                     st = c.status()
             except (KembarError, OSError) as exc:
                 log.debug("disk %s: %s", d, exc)
-                out[d] = DiskReport("Down")
+                out[d] = DiskReport("Down", gen=self._stored_gen(d))
                 continue
             peer = st.get("peer", {})
             connected = peer.get("connection") == "Connected"
@@ -496,18 +508,23 @@ class Manager:
                 continue
             r, agent = resources[i], loc.agents[i]
             due[i] = time.monotonic() + r.monitor_interval
-            restart_helps = True
-            try:
-                ok = await asyncio.to_thread(agent.monitor, r.timeout)
-                problem = "" if ok else "it is not running"
-            except FailoverNow as exc:
-                problem, restart_helps = str(exc), False
-            except (AgentError, KembarError) as exc:
-                problem = str(exc)
+            problem, restart_helps = await self._check(agent, r.timeout)
             if loc.failed:
                 return
             if not problem or loc.state != "running" or loc.busy:
                 continue
+            root = await self._root_cause(loc, resources, i)
+            if root is not None:
+                # an earlier resource failed too (a probe saw the site fail because the disk
+                # under it died): restarting the later one alone cannot help, and would
+                # use up its restarts; the restart begins where the failure is.  (Found by
+                # the torture: the disk's own monitor, at its default 10 s, came too late.)
+                j, problem, restart_helps = root
+                log.warning("%s: monitor of %s failed; %s, before it in the group, fails "
+                            "too: the restart begins there", group, agent.name,
+                            loc.agents[j].name)
+                i, r, agent = j, resources[j], loc.agents[j]
+                due[i] = time.monotonic() + r.monitor_interval
             name = agent.name
             count = loc.fail_counts[name] = loc.fail_counts.get(name, 0) + 1
             loc.last_failure[name] = time.monotonic()
@@ -526,6 +543,30 @@ class Manager:
                 self.announce()
                 self.wake()
                 return
+
+    @staticmethod
+    async def _check(agent: Agent, timeout: float) -> tuple[str, bool]:
+        """One monitor call: (the problem, "" if none; whether a restart can help)."""
+        try:
+            ok = await asyncio.to_thread(agent.monitor, timeout)
+            return ("" if ok else "it is not running"), True
+        except FailoverNow as exc:
+            return str(exc), False
+        except (AgentError, KembarError) as exc:
+            return str(exc), True
+
+    async def _root_cause(self, loc: Local, resources: list[Any], failed: int
+                          ) -> tuple[int, str, bool] | None:
+        """The first resource before ``failed`` whose monitor fails now (each one that is
+        monitored at all, whatever its interval): (its index, its problem, whether a
+        restart can help); None when they all run."""
+        for j in range(failed):
+            if resources[j].monitor_interval <= 0:
+                continue
+            problem, helps = await self._check(loc.agents[j], resources[j].timeout)
+            if problem:
+                return j, problem, helps
+        return None
 
     async def _keep_clones(self, group: str) -> None:
         """Keep the group's clones running here while the group is stopped here (while it

@@ -258,6 +258,7 @@ def sweep(marker: str = "/kembar-test-") -> list[int]:
                 pass
     for pid in killed:
         wait_for(lambda: not alive(pid), 10, f"pid {pid} to die")
-    release_mounts(lambda path: marker in path)
+    # (not the mounts of another live session: concurrent pytest runs took each other's)
+    release_mounts(lambda path: marker in path and not _owned_by_live_session(path))
     return killed
 

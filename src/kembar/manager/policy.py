@@ -21,7 +21,9 @@ Rules (Heartbeat's haresources behaviour, and what users lost data to without th
   a disk that is not connected only if every live peer reports the same generation and is
   not Primary — a live peer that wrote alone since the disks parted has newer data: DRBD's
   resource-level fencing, done with the reports instead of an outdate-peer handler),
-  the best connectivity score; the preferred node on a tie;
+  the best connectivity score; the preferred node on a tie; when no node can, a live node
+  whose disk process is gone (``Down``) starts it, its disk agent bringing the disk up
+  (the disk refuses a promotion its data does not allow);
 * before a takeover from a node that is dead (not cleanly stopped), that node is fenced when
   fencing is on; the start waits until fencing succeeded;
 * a node whose connectivity is worse than a live peer's gives its groups away (ipfail);
@@ -101,10 +103,13 @@ class _Plan:
         self.actions.append(Action(kind, g.name, node, why))
 
 
-def eligible(v: View, g: Group, n: Node, handover: bool = False) -> str | None:
+def eligible(v: View, g: Group, n: Node, handover: bool = False,
+             down_ok: bool = False) -> str | None:
     """Why ``n`` cannot run ``g`` now (None: it can).  With ``handover`` the group runs on
     another live node that will stop it first (demoting its disk): that the disk's peer is
-    Primary there does not count yet — the start waits for it in a later round."""
+    Primary there does not count yet — the start waits for it in a later round.  With
+    ``down_ok`` a disk that no process serves (``Down``) does not count: the disk agent's
+    start brings it up, and the disk itself refuses a promotion its data does not allow."""
     if not n.alive:
         return f"{n.name} is dead"
     if n.standby:
@@ -118,7 +123,7 @@ def eligible(v: View, g: Group, n: Node, handover: bool = False) -> str | None:
     peer_alive = any(o.alive for o in v.nodes if o.name != n.name)
     live_peers = [o for o in v.nodes if o.name != n.name and o.alive]
     apart = not n.disk_connected or any(not o.disk_connected for o in live_peers)
-    if apart and n.disk in PROMOTABLE_ALONE:
+    if apart and (n.disk in PROMOTABLE_ALONE or n.disk == "Down" and down_ok):
         for o in live_peers:
             # DRBD's resource-level fencing, from the reports: a live peer may have written
             # alone since the disks parted (it then started a new generation); promoting
@@ -133,7 +138,7 @@ def eligible(v: View, g: Group, n: Node, handover: bool = False) -> str | None:
                         "and may have newer data (" + (
                             "its disk is down" if not o.disk_gen else
                             "it started a new generation") + ")")
-    if n.disk == "UpToDate":
+    if n.disk == "UpToDate" or n.disk == "Down" and down_ok:
         return None
     if n.disk == "Consistent" and not peer_alive:
         return None
@@ -160,6 +165,12 @@ def ahead_or_same(mine: str, theirs: str) -> bool:
 
 def _best(v: View, g: Group, candidates: list[Node]) -> Node | None:
     ok = [n for n in candidates if eligible(v, g, n) is None]
+    if not ok:
+        # last resort: a live node whose disk process is gone (killed, crashed) starts the
+        # group, its disk agent bringing the disk up; without this the group would wait
+        # for a person, as the other node's disk cannot know what the lost one held
+        ok = [n for n in candidates if n.disk == "Down" and eligible(v, g, n,
+                                                                      down_ok=True) is None]
     if not ok:
         return None
     top = max(n.ping for n in ok)
