@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := python3-venv python3-dev iproute2 e2fsprogs util-linux fuse3 libfuse3-dev pkg-config fio nftables iputils-ping iputils-arping curl
+DEB_PACKAGES := python3-venv python3-dev gcc iproute2 e2fsprogs util-linux fuse3 libfuse3-dev pkg-config fio nftables iputils-ping iputils-arping curl chromium chromium-driver
 
 # Run by the lab on its nodes, not on this machine: the original (Heartbeat, beside kembar in
 # `kembar lab experiment failover --against heartbeat`) and the LAMP stack (`kembar lab up
@@ -29,6 +29,16 @@ endef
 
 setup: $(STAMP)
 
+# The package: dist/kembar-<version>-py3-none-any.whl, with the console command `kembar`
+# (docs/install.md installs it on two servers; `make test` builds it and tests it).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL   := dist/kembar-$(VERSION)-py3-none-any.whl
+wheel:
+	@test -x $(PY) || $(MAKE) --no-print-directory setup
+	@rm -rf build dist/kembar-*.whl  # build/: setuptools would pack stale modules from it
+	@$(PY) -m pip wheel -q --no-deps -w dist . >/dev/null
+	@echo "built $(WHEEL)"
+
 deb:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -43,9 +53,9 @@ $(STAMP): pyproject.toml | deb
 	@$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: deb lab-deb $(STAMP)
+test: deb lab-deb $(STAMP) wheel
 	$(PY) -m mypy --no-error-summary
-	$(PY) -m pytest -q
+	KEMBAR_WHEEL=$(WHEEL) $(PY) -m pytest -q
 
 demo: deb lab-deb $(STAMP)
 	$(PY) -m kembar.demo
@@ -60,4 +70,4 @@ bench: deb lab-deb bench-deb $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .hypothesis

@@ -332,6 +332,64 @@ def test_common_notes_are_written_once() -> None:
     assert sum("split-brain" in n for n in _notes(text)) == 1
 
 
+# ------------------------------------------------------------------ handlers
+
+
+def test_handlers_become_notify_hooks_run_by_a_shell() -> None:
+    text = ('common { handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; '
+            'initial-split-brain "logger sb"; fence-peer "/usr/lib/drbd/crm-fence-peer.sh"; '
+            '} }\n' + _res('  handlers { local-io-error "/usr/lib/drbd/notify-io-error.sh; '
+                          'echo o > /proc/sysrq-trigger"; }'))
+    notify = _cfg(text).notify
+    assert notify is not None
+    assert notify.command("split_brain") == \
+        ("/bin/sh", "-c", "/usr/lib/drbd/notify-split-brain.sh root")
+    assert notify.command("initial_split_brain") == ("/bin/sh", "-c", "logger sb")
+    assert notify.command("disk_detached") == \
+        ("/bin/sh", "-c", "/usr/lib/drbd/notify-io-error.sh; echo o > /proc/sysrq-trigger")
+    assert set(notify.configured()) == {"split_brain", "initial_split_brain", "disk_detached"}
+    toml = import_drbdconf(text, "drbd.conf", NODES)[0]
+    assert "# drbd.conf line 1: split-brain" in toml
+    notes = _notes(text)
+    assert any(n.startswith("handlers split-brain (drbd.conf line 1): carried over as "
+                            "notify.split_brain, with /bin/sh -c") for n in notes)
+    assert any(n.startswith("handlers local-io-error (drbd.conf line 4): carried over as "
+                            "notify.disk_detached") and "call-local-io-error" in n for n in notes)
+    assert any(n.startswith("handlers fence-peer (drbd.conf line 1): not carried over")
+               for n in notes)
+
+
+def test_handlers_that_differ_between_resources_are_noted() -> None:
+    text = ('common { handlers { split-brain "/bin/common-sb"; } }\n'
+            + _res('  handlers { split-brain "/bin/r1-sb"; }', name="r1", port=7789, minor=1)
+            + _res(name="r0") + _res(name="r2", port=7790, minor=2))
+    notify = _cfg(text).notify
+    assert notify is not None and notify.command("split_brain") == \
+        ("/bin/sh", "-c", "/bin/common-sb")
+    assert any(n.startswith("handlers split-brain: kembar runs one notify.split_brain hook "
+                            "for every disk: the one of drbd.conf line 1 is written; not "
+                            "carried over: r1 (drbd.conf line 4)") for n in _notes(text)), \
+        _notes(text)
+
+
+def test_a_handler_of_one_resource_runs_for_every_disk() -> None:
+    text = _res('  handlers { split-brain "/bin/sb"; }') + _res(name="r1", port=7789, minor=1)
+    assert _cfg(text).notify is not None
+    assert "handlers split-brain: resource r1 had none; notify.split_brain runs for every " \
+           "disk (a hook can test $KEMBAR_DISK)" in _notes(text)
+
+
+def test_no_handlers_no_notify_table() -> None:
+    assert _cfg(_res()).notify is None
+    assert _cfg(_res('  handlers { split-brain ""; }')).notify is None
+
+
+def test_a_handler_with_two_values_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        _cfg(_res('  handlers { split-brain "/bin/a" "/bin/b"; }'))
+    assert str(info.value).startswith("drbd.conf: line 3: split-brain: expected one value")
+
+
 # ------------------------------------------------------------------ includes
 
 

@@ -295,8 +295,8 @@ def test_crm_off_is_silent_and_on_is_noted() -> None:
     "mcast6 eth0 ff05::1 694 1 0", "ucast6 eth0 2001:db8::2", "serial /dev/ttyS0", "baud 19200",
     "ping_group routers 10.0.0.1 10.0.0.2", "hbaping fc0", "respawn hacluster /usr/lib/heartbeat/ipfail",
     "respawn root /usr/lib/heartbeat/dopd", "respawn root /usr/local/bin/thing --x",
-    "crm on", "pacemaker on", "logfacility local0", "logfile /var/log/ha-log",
-    "debugfile /var/log/ha-debug", "use_logd yes", "debug 1", "realtime on", "rtprio 5",
+    "crm on", "pacemaker on", "debugfile /var/log/ha-debug", "use_logd yes", "debug 0",
+    "logfacility none", "realtime on", "rtprio 5",
     "coredumps true", "uuidfrom nodename", "hbgenmethod time", "msgfmt netstring",
     "compression bz2", "compression_threshold 2", "traditional_compression off",
     "memreserve 6500", "conn_logd_time 60", "max_rexmit_delay 250", "hopfudge 1",
@@ -315,6 +315,60 @@ def test_every_unsupported_directive_is_noted(line: str) -> None:
         assert "ping nodes" in mentions[0]
     if name == "ping_group":
         assert "ping 10.0.0.1 10.0.0.2" in mentions[0]
+
+
+# ------------------------------------------------------------------ logging
+
+
+def test_logfile_logfacility_and_debug_become_the_logging_table() -> None:
+    text = (f"{BASE}logfacility local0\nlogfile /var/log/ha-log\ndebugfile /var/log/ha-debug\n"
+            "debug 1\n")
+    cfg = _cfg(text).logging
+    assert cfg is not None
+    assert (cfg.targets, cfg.file, cfg.syslog_facility, cfg.level) == \
+        (["file", "syslog"], "/var/log/ha-log", "local0", "debug")
+    toml = import_hacf(text).toml
+    assert 'targets = ["file", "syslog"]   # ha.cf line 4: logfile; ha.cf line 3: ' \
+           "logfacility local0" in toml
+    assert any(n.startswith("debugfile (line 5): kembar writes one log file (logfile, line 4)")
+               for n in _notes(text))
+
+
+def test_a_debugfile_alone_is_the_file() -> None:
+    cfg = _cfg(f"{BASE}debugfile /var/log/ha-debug\n").logging
+    assert cfg is not None and (cfg.targets, cfg.file) == (["file"], "/var/log/ha-debug")
+
+
+def test_use_logd_means_syslog_and_ignores_the_rest() -> None:
+    text = f"{BASE}use_logd yes\nlogfacility local3\nlogfile /var/log/ha-log\n"
+    cfg = _cfg(text).logging
+    assert cfg is not None
+    assert (cfg.targets, cfg.syslog_facility, cfg.file) == (["syslog"], "daemon", None)
+    notes = _notes(text)
+    assert "logfile (line 5): ignored with use_logd on, as Heartbeat ignores it" in notes
+    assert "logfacility (line 4): ignored with use_logd on, as Heartbeat ignores it" in notes
+
+
+def test_no_logging_directive_no_table() -> None:
+    assert _cfg(BASE).logging is None
+    assert _cfg(f"{BASE}logfacility none\ndebug 0\nuse_logd off\n").logging is None
+
+
+def test_debug_alone_keeps_stderr() -> None:
+    cfg = _cfg(f"{BASE}debug 3\n").logging
+    assert cfg is not None and (cfg.targets, cfg.level) == (["stderr"], "debug")
+
+
+@pytest.mark.parametrize("line, error", [
+    ("logfacility local9", "ha.cf: line 3: logfacility: unknown syslog facility local9"),
+    ("logfile ha-log", "ha.cf: line 3: logfile: ha-log is not an absolute path"),
+    ("debug lots", "ha.cf: line 3: debug: expected a level from 0 to 255, got lots"),
+    ("use_logd maybe", "ha.cf: line 3: use_logd: expected on or off, got maybe"),
+])
+def test_bad_logging_directives(line: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        import_hacf(f"{BASE}{line}\n")
+    assert str(info.value).startswith(error)
 
 
 def test_unknown_directive() -> None:

@@ -161,3 +161,21 @@ def test_drill_cli_refuses_bad_arguments_before_touching_anything(
                           "-c", "/nonexistent/cluster.toml", *args],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and message in res.stderr, res.stderr
+
+
+def test_a_site_that_does_not_name_its_node_counts_once_the_group_is_there(
+        tmp_path: Path) -> None:
+    """Most sites send no X-Served-By (a plain apache2, Python's http.server): a good reply
+    sent after the daemon said where the group runs is that node's; one from before, or a
+    reply naming another node, is not (docs/install.md's drill found this)."""
+    from kembar.drill.run import Drill
+    d = Drill(cfg(tmp_path), "node1", "web", "http://127.0.0.1:9/", str(tmp_path), 5, None)
+    now = time.time()
+    d.poller.records = [{"t": now - 1.0, "ok": True, "node": "", "rtt": 0.01},
+                        {"t": now - 0.5, "ok": True, "node": "node1", "rtt": 0.01}]
+    assert d._served(now - 2, "node1")  # it names node1
+    assert not d._served(now - 2, "node2")  # the anonymous one came before the call
+    d.poller.records.append({"t": time.time() + 0.05, "ok": True, "node": "", "rtt": 0.01})
+    assert d._served(now - 2, "node2", timeout=0.2)
+    d.poller.records = [{"t": time.time() + 0.05, "ok": True, "node": "node1", "rtt": 0.01}]
+    assert not d._served(now - 2, "node2")  # a reply that names another node never counts

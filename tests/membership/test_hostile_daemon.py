@@ -22,6 +22,7 @@ from kembar.daemon import control
 from kembar.daemon.main import Daemon
 from kembar.membership.authkeys import parse_authkeys
 from kembar.membership.packet import MAX_PACKET, Packet, encode
+from tests.lomembership import authkeys_file, lo_membership
 
 KEYS_TEXT = "auth 1\n1 sha256 the-cluster-secret\n"
 KEYS = parse_authkeys(KEYS_TEXT)
@@ -35,26 +36,13 @@ def _free_udp_port() -> int:
 
 
 def _config(tmp: Path, port: int) -> Any:
-    keys = tmp / "authkeys"
-    keys.write_text(KEYS_TEXT)
-    keys.chmod(0o600)
+    keys = authkeys_file(tmp, KEYS_TEXT)
     return parse_cluster(f"""
 [cluster]
 name = "web"
 [nodes.node1]
 [nodes.node2]
-[membership]
-keepalive = "100ms"
-deadtime = "2s"
-initdead = "10s"
-port = {port}
-authkeys = "{keys}"
-realtime = false
-[[membership.media]]
-type = "ucast"
-interface = "lo"
-peer = "127.0.0.2"
-""", "hostile.toml")
+{lo_membership(port, keys)}""", "hostile.toml")
 
 
 def hb(node: str, seq: int, keys: Any = KEYS, cluster: str = "web", inc: int = 7) -> bytes:

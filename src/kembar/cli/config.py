@@ -40,12 +40,30 @@ def _summary(cfg: ClusterConfig) -> str:
         summary += ", " + _plural(len(cfg.groups), "group") + " (" + "; ".join(
             f"{name} on {g.preferred}: " + ", ".join(r.describe() for r in g.resources)
             for name, g in cfg.groups.items()) + ")"
+    if cfg.web is not None:
+        summary += ", dashboard on " + ", ".join(cfg.web.listen) + (
+            " (password)" if cfg.web.password() is not None else " (loopback, no password)")
+    if cfg.notify is not None and cfg.notify.configured():
+        summary += ", hooks on " + ", ".join(cfg.notify.configured())
+    if cfg.logging is not None:
+        summary += ", logs to " + ", ".join(cfg.logging.targets)
     return summary
 
 
 @click.group()
 def config() -> None:
-    """The cluster configuration file."""
+    """The cluster file: validate it, or import a Heartbeat + DRBD cluster into one.
+
+    One TOML file describes the whole cluster (nodes, heartbeat media and timers, disks,
+    resource groups, fencing, hooks, logging) and is the same on every node: by default
+    /etc/kembar/cluster.toml, or $KEMBAR_CONFIG, or what --config names.
+
+    \b
+    Examples:
+      kembar config check
+      kembar config check --config /root/cluster.toml.new
+      kembar config import -o /etc/kembar/cluster.toml
+    """
 
 
 @config.command()
@@ -58,7 +76,22 @@ def config() -> None:
     help="Cluster file (default: $KEMBAR_CONFIG or /etc/kembar/cluster.toml).",
 )
 def check(path: str | None) -> None:
-    """Validate the cluster file and print a one-line summary."""
+    """Validate the cluster file and print a one-line summary.
+
+    All of it is checked, as the daemons would read it: unknown keys, bad values, the
+    rules between keys (keepalive < warntime < deadtime <= initdead, ports, nodes that
+    disks and groups name).  Every problem is one line, FILE: KEY: what is wrong.
+
+    \b
+    Examples:
+      kembar config check
+      kembar config check -c /root/new.toml && cp /root/new.toml /etc/kembar/cluster.toml
+
+    \b
+    Exit status:
+      0  the file is valid
+      2  it is not, or it cannot be read (a missing file included)
+    """
     click.echo(_summary(load_cluster(config_path(path))))
 
 
@@ -191,11 +224,21 @@ def _optional_input(given: str | None, default: str, notes: list[str],
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 def import_(hacf: str, authkeys: str | None, haresources: str | None, drbd_conf: str | None,
             name: str | None, output: str | None, authkeys_output: str, force: bool) -> None:
-    """Convert a Heartbeat cluster (ha.cf, authkeys, haresources) and its DRBD
-    configuration (drbd.conf) into one kembar cluster file.
+    """Convert a Heartbeat + DRBD cluster into one kembar cluster file.
 
-    Every directive that cannot be carried over, or is changed, is reported on stderr as
-    `kembar: note: ...`. Nothing is written if anything is wrong."""
+    Reads ha.cf, authkeys, haresources and drbd.conf (the last three are skipped with a note
+    when absent) and writes the cluster file, each value with a comment naming its source
+    line, and kembar's key file (mode 600).  ha.cf's logging directives become [logging],
+    DRBD's split-brain and local-io-error handlers [notify].  Every directive that cannot be
+    carried over, or is changed, is reported on stderr as `kembar: note: ...`.  Nothing is
+    written if anything is wrong, and no file is replaced without --force.
+
+    \b
+    Examples:
+      kembar config import                          # to standard output, from /etc/ha.d
+      kembar config import -o /etc/kembar/cluster.toml
+      kembar config import --hacf ha.cf --drbd-conf drbd.conf -o cluster.toml
+    """
     keys_out = os.path.abspath(authkeys_output)
     text = _read_input(hacf, private=False)
     result = import_hacf(text, hacf, None if keys_out == DEFAULT_AUTHKEYS else keys_out, name)

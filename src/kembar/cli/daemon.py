@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from logging.handlers import QueueHandler, QueueListener
-from queue import Queue
 import time
 from typing import Any
 
@@ -33,26 +29,30 @@ RUN_DIR = click.option("--run-dir", metavar="DIR", envvar="KEMBAR_RUN_DIR",
 @click.option("--state-dir", metavar="DIR", default=DEFAULT_META_DIR, show_default=True,
               help="Where the incarnation number is kept.")
 def daemon(config: str | None, node: str | None, run_dir: str, state_dir: str) -> None:
-    """Run the cluster daemon in the foreground (membership: heartbeats on every medium).
+    """Run the cluster daemon in the foreground: membership, resource groups, hooks.
 
-    Logs go to stderr (journald under systemd). SIGTERM sends a shutdown notice, so the
-    peers act at once instead of waiting out the deadtime.
+    Heartbeats go out on every medium of [membership]; a peer silent for the deadtime is
+    declared dead, and the resource manager starts, stops and monitors the groups of
+    [groups] (fencing first, when [fencing] is set), running the [notify] hooks on the
+    way.  Logs go where [logging] says (stderr by default: the journal under systemd).
+    SIGTERM stops the groups running here, then sends a shutdown notice, so the peers act
+    at once instead of waiting out the deadtime.  Under systemd, kembar.service runs it.
+
+    \b
+    Examples:
+      kembar daemon
+      kembar daemon --node node1 --config /etc/kembar/cluster.toml
+      systemctl start kembar
     """
     from kembar.daemon.main import run_daemon
 
+    from kembar.logsetup import setup_logging
+
     cfg = load_cluster(config_path(config))
     me = identify_node(cfg, node)
-    # Log lines are written by a thread of their own: a write to a log file on a disk busy
-    # with writeback can block for a long time, and heartbeats must not wait for it.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s {me} %(name)s %(levelname)s: %(message)s"))
-    queue: Queue[logging.LogRecord] = Queue()
-    listener = QueueListener(queue, handler)
-    to_queue = QueueHandler(queue)
-    to_queue.setFormatter(logging.Formatter("%(message)s"))  # the real format is handler's
-    logging.basicConfig(level=logging.INFO, handlers=[to_queue])
-    listener.start()
+    # where [logging] says (stderr by default), written by a thread of its own: a write to
+    # a log file on a disk busy with writeback can block, heartbeats must not wait for it
+    listener = setup_logging(cfg.logging, me, "kembar")
     try:
         run_daemon(cfg, me, run_dir, state_dir)
     finally:
@@ -99,7 +99,7 @@ def format_groups(st: dict[str, Any]) -> Table | None:
             notes.append(g["last_error"])
         if g["failed_on"]:
             notes.append(f"failed on {', '.join(g['failed_on'])}")
-        notes += [d for d in g["decisions"] if d.startswith("wait")]
+        notes += [d for d in g["decisions"] if d.startswith(("wait", "fence"))]
         t.add_row(name, ", ".join(g["running_on"]) or "nowhere", g["here"], g["preferred"],
                   "on" if g["auto_failback"] else "off", "; ".join(notes) or "-")
     return t
@@ -130,9 +130,24 @@ def _stamp(t: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--history", is_flag=True, help="Also the recent events, oldest first.")
 def status(run_dir: str, as_json: bool, history: bool) -> None:
-    """What the cluster daemon sees: nodes, links, late heartbeats, dropped packets, where
-    each resource group runs; with --history, the recent events and each failover's and
-    failback's timeline (declared dead, fenced, each resource started)."""
+    """What the cluster daemon sees: nodes, links, groups and recent events.
+
+    Nodes, links, late heartbeats, dropped packets, where each resource group runs and
+    each resource's state here; with --history, the recent events and each failover's and
+    failback's timeline (declared dead, fenced, each resource started).  --json gives the
+    whole status (hook counts included), for scripts.
+
+    \b
+    Examples:
+      kembar status
+      kembar status --history
+      kembar status --json
+
+    \b
+    Exit status:
+      0  shown
+      1  no daemon answers (no socket in --run-dir)
+    """
     st = request(run_dir, {"op": "status"})
     if as_json:
         click.echo(json.dumps(st, indent=1))
@@ -151,6 +166,13 @@ def status(run_dir: str, as_json: bool, history: bool) -> None:
         click.echo("ping nodes: " + ", ".join(
             f"{a} {'answers' if up else 'unreachable'}" for a, up in st["ping"]["nodes"].items()))
     click.echo(f"packets accepted: {st['accepted']}; dropped: {dropped or 'none'}")
+    hooks = st.get("notify") or {}
+    if hooks.get("configured"):
+        counts = ", ".join(f"{hooks.get(k, 0)} {k.replace('_', ' ')}" for k in
+                           ("ok", "failed", "timed_out", "not_started", "dropped"))
+        click.echo(f"notify hooks ({', '.join(hooks['configured'])}): {counts}"
+                   + (f"; last failure: {hooks['last_failure']}" if hooks.get("last_failure")
+                      else ""))
     if history:
         for ev in st["events"]:
             click.echo(f"{_stamp(ev['time'])} {ev['text']}")

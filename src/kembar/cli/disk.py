@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import click
 
+from kembar.cli.completion import complete_disks, complete_nodes
 from kembar.config import ClusterConfig, config_path, identify_node, load_cluster
 from kembar.disk.backing import backing_size
 from kembar.disk.client import ALREADY_UP, DiskClient, default_run_dir, take_lock
@@ -20,7 +21,7 @@ from kembar.disk.meta import MetaStore
 from kembar.disk.status import format_status
 from kembar.errors import ConfigError, DaemonNotRunning, KembarError
 
-DISK = click.argument("disk", metavar="DISK")
+DISK = click.argument("disk", metavar="DISK", shell_complete=complete_disks)
 
 
 @dataclass
@@ -63,7 +64,20 @@ class Ctx:
 @click.pass_context
 def disk(ctx: click.Context, config: str | None, node: str | None, run_dir: str | None,
          dev_dir: str) -> None:
-    """Replicated disks (the DRBD part)."""
+    """Replicated disks (the DRBD part): drbdadm's verbs.
+
+    A disk (r0, …) is a backing store on each of two nodes, kept identical over TCP by one
+    disk process per node; /dev/kembar/DISK exists on the Primary.  The options before the
+    verb say which cluster file, node and directories to use; they default to what the
+    cluster daemon and the systemd units use.
+
+    \b
+    Examples:
+      kembar disk create-md r0 && kembar disk up r0   # on both nodes
+      kembar disk primary --force r0                  # once, on one node: the first sync
+      kembar disk status r0
+      kembar disk --node node2 --run-dir /tmp/kb-run status r0
+    """
     ctx.obj = Ctx(config, node, run_dir or default_run_dir(), dev_dir)
 
 
@@ -75,7 +89,19 @@ pass_ctx = click.make_pass_decorator(Ctx)
 @click.option("--force", is_flag=True, help="Overwrite existing metadata.")
 @pass_ctx
 def create_md(c: Ctx, disk: str, force: bool) -> None:
-    """Write fresh metadata beside the backing store (both nodes, before the first up)."""
+    """Write fresh metadata beside the backing store (both nodes, before the first up).
+
+    The metadata (generation identifiers, disk state, the dirty bitmap, the activity log)
+    goes to the disk's meta file, /var/lib/kembar/DISK.md unless the cluster file names
+    another.  A new disk is Inconsistent on both nodes until the first `primary --force`
+    starts the full sync.  Existing metadata is kept unless --force: then the disk's
+    history is forgotten and it is Inconsistent again.
+
+    \b
+    Examples:
+      kembar disk create-md r0
+      kembar disk create-md --force r0
+    """
     cfg, node = c.load()
     host = cfg.disk(disk).local(node)
     size = backing_size(host.backing) // 4096 * 4096
@@ -93,7 +119,24 @@ def create_md(c: Ctx, disk: str, force: bool) -> None:
 @DISK
 @pass_ctx
 def up(c: Ctx, disk: str) -> None:
-    """Start the disk process in the background; returns once it is listening."""
+    """Start the disk process in the background; return once it answers.
+
+    The disk process (one per disk and node, in a session of its own) connects to the
+    peer, replicates, and serves /dev/kembar/DISK while Primary.  Its log goes to
+    RUN_DIR/DISK.log, or where the cluster file's [logging] table says.  A disk that is
+    already up is left alone (and reported as an error).  Under systemd the unit
+    kembar-disk@DISK.service runs this.
+
+    \b
+    Examples:
+      kembar disk up r0
+      systemctl start kembar-disk@r0
+
+    \b
+    Exit status:
+      0  the disk process runs and answers
+      1  it is already up, or it exited or did not answer (the log's last line says why)
+    """
     cfg, node = c.load()
     dcfg = cfg.disk(disk)
     host = dcfg.local(node)
@@ -168,7 +211,13 @@ def down(c: Ctx, disk: str, force: bool) -> None:
 
     Refused while /dev/kembar/DISK is mounted or open, unless --force.  When no disk
     process runs, removes what a crashed one left behind (its dead FUSE mount, loop
-    devices bound to its file, a stale link)."""
+    devices bound to its file, a stale link).
+
+    \b
+    Examples:
+      umount /srv/data && kembar disk down r0
+      kembar disk down --force r0      # its users get I/O errors
+    """
     pidfile = os.path.join(c.run_dir, f"{disk}.pid")
     try:
         with open(pidfile) as fh:
@@ -206,6 +255,7 @@ def down(c: Ctx, disk: str, force: bool) -> None:
 
 
 def _verb(name: str, help_text: str, **flags: str) -> None:
+    """A verb that is one request to the disk process (its answer is printed)."""
     def run(c: Ctx, disk: str, **kw: bool) -> None:
         with c.client(disk) as cl:
             click.echo(cl.control(name, **kw))
@@ -217,18 +267,86 @@ def _verb(name: str, help_text: str, **flags: str) -> None:
     disk.command(name, help=help_text)(cmd)
 
 
-_verb("primary", "Promote to Primary (refused for Inconsistent/Outdated data).",
-      force="Promote even Inconsistent data; on a fresh disk starts the full initial sync.")
-_verb("secondary", "Demote to Secondary.")
-_verb("connect", "Connect to the peer (again).",
-      discard_my_data="In a split brain, make this node the sync target.")
-_verb("disconnect", "Drop the connection and stay StandAlone.")
-_verb("check-peer", "Ping the peer now; drop it if it does not answer within ping_timeout "
-                   "(what the cluster manager does before promoting when the peer is dead).")
-_verb("outdate", "Mark a disconnected Secondary's data Outdated (it cannot be promoted).")
-_verb("attach", "Attach the backing store again after it failed (Diskless) and was repaired; "
-                "the disk comes back Inconsistent and resyncs from its peer.  Refused, "
-                "changing nothing, while the store still fails or on a Diskless Primary.")
+_verb("primary", """Promote to Primary (refused for Inconsistent or Outdated data).
+
+    /dev/kembar/DISK appears: a loop device over the disk process's FUSE file, to mount
+    or format.  Refused while the peer is Primary, and for data that is not UpToDate —
+    except with --force on a new disk, which makes this node's data the source of the full
+    initial sync.  In a cluster the daemon's disk agent promotes; by hand, only without a
+    daemon or for a new disk.
+
+    \b
+    Examples:
+      kembar disk primary r0
+      kembar disk primary --force r0   # a new disk: this node's data wins the first sync
+
+    \b
+    Exit status:
+      0  Primary now (or already)
+      1  refused: the message says why (the peer is Primary, the data is Inconsistent…)
+    """, force="Promote even Inconsistent data; on a fresh disk starts the full initial sync.")
+_verb("secondary", """Demote to Secondary.
+
+    The block device goes; the disk keeps replicating as the peer's Secondary.  Refused
+    while /dev/kembar/DISK is mounted or open: unmount it (or stop what holds it) first.
+
+    \b
+    Examples:
+      kembar disk secondary r0
+      umount /srv/data && kembar disk secondary r0
+    """)
+_verb("connect", """Connect to the peer (again).
+
+    After `disconnect`, or after a split brain left the disk StandAlone.  With
+    --discard-my-data, in a split brain this node becomes the sync target: what it wrote
+    since the nodes parted is overwritten by the peer's data (`kembar disk resolve` saves
+    it first, and is the easier way).
+
+    \b
+    Examples:
+      kembar disk connect r0
+      kembar disk connect --discard-my-data r0    # on the split brain's victim
+    """, discard_my_data="In a split brain, make this node the sync target.")
+_verb("disconnect", """Drop the connection and stay StandAlone.
+
+    The Primary keeps working and marks what it writes in its bitmap; a later `connect`
+    sends only those blocks.  Nothing reconnects by itself until `connect`.
+
+    \b
+    Examples:
+      kembar disk disconnect r0
+    """)
+_verb("check-peer", """Ping the peer now; drop it if it does not answer within ping_timeout.
+
+    The cluster manager does this before it promotes a disk whose peer the membership
+    declared dead: a peer that is gone is dropped at once (with its Primary role) instead
+    of after the disk's own timeout; a peer that answers stays, and the promotion waits.
+
+    \b
+    Examples:
+      kembar disk check-peer r0
+    """)
+_verb("outdate", """Mark a disconnected Secondary's data Outdated (it cannot be promoted).
+
+    DRBD's resource-level fencing, by hand: the side that must not take over is marked, so
+    that nothing promotes its old data by mistake.  Refused on a Primary and while
+    connected.  Reconnecting to an UpToDate peer with the same data, or a resync, clears
+    the mark.
+
+    \b
+    Examples:
+      kembar disk outdate r0
+    """)
+_verb("attach", """Attach the backing store again after it failed (Diskless) and was repaired.
+
+    The disk comes back Inconsistent and resyncs from its peer.  Refused, changing
+    nothing, while the store still fails, and on a Diskless Primary (move the group away
+    or demote first).
+
+    \b
+    Examples:
+      kembar disk attach r0
+    """)
 
 
 RECOVERY_DIR = "/var/lib/kembar/recovery"
@@ -237,6 +355,7 @@ RECOVERY_DIR = "/var/lib/kembar/recovery"
 @disk.command()
 @DISK
 @click.option("--survivor", required=True, metavar="NODE",
+              shell_complete=complete_nodes,
               help="The node whose data is kept; the other one's changes are discarded "
                    "(after they are saved).")
 @click.option("--recovery-dir", default=RECOVERY_DIR, show_default=True, metavar="DIR",
@@ -246,11 +365,19 @@ RECOVERY_DIR = "/var/lib/kembar/recovery"
                    "too big to copy; the copy is then not mountable by itself).")
 @pass_ctx
 def resolve(c: Ctx, disk: str, survivor: str, recovery_dir: str, blocks_only: bool) -> None:
-    """Resolve a split brain by keeping SURVIVOR's data: DRBD's manual procedure in one
-    command, run on each node.  On the victim it demotes the disk (refused while it is in
-    use), disconnects, saves its disk as it is to a recovery image (mountable read-only;
-    its manifest lists the blocks it wrote while apart) and reconnects as the sync target
-    (--discard-my-data).  On the survivor it connects.  Either node may go first."""
+    """Resolve a split brain by keeping SURVIVOR's data (DRBD's manual recovery).
+
+    DRBD's manual procedure in one command, run on each node.  On the victim it demotes
+    the disk (refused while it is in use), disconnects, saves its disk as it is to a
+    recovery image (mountable read-only; its manifest lists the blocks it wrote while
+    apart) and reconnects as the sync target (--discard-my-data).  On the survivor it
+    connects.  Either node may go first.
+
+    \b
+    Examples:
+      kembar disk resolve r0 --survivor node1    # on node2 (the victim), then on node1
+      kembar disk resolve r0 --survivor node1 --blocks-only
+    """
     cfg, me = c.load()
     nodes = sorted(cfg.disk(disk).on)
     if survivor not in nodes:
@@ -293,7 +420,16 @@ def resolve(c: Ctx, disk: str, survivor: str, recovery_dir: str, blocks_only: bo
 @DISK
 @pass_ctx
 def verify(c: Ctx, disk: str) -> None:
-    """Online verify: compare digests of every block with the peer; mark differences."""
+    """Online verify: compare every block with the peer and mark those that differ.
+
+    Digests (verify_alg) of every block are compared over the connection while the disk
+    stays in use; blocks that differ are marked out of sync, not copied: `disconnect`
+    then `connect` resyncs them.  Run it on either node while connected.
+
+    \b
+    Examples:
+      kembar disk verify r0
+    """
     with c.client(disk) as cl:
         r = cl.control("verify")
     click.echo(f"{disk}: verify done: {r['out_of_sync_blocks']} blocks "
@@ -302,11 +438,28 @@ def verify(c: Ctx, disk: str) -> None:
 
 
 @disk.command()
-@click.argument("disk", metavar="DISK", required=False)
+@click.argument("disk", metavar="DISK", required=False,
+                shell_complete=complete_disks)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def status(c: Ctx, disk: str | None, as_json: bool) -> None:
-    """Role, connection, disk states, sync progress and counters."""
+    """Role, connection, disk states, sync progress and counters.
+
+    As drbdadm status reads: this node's role and disk state, the peer's, the connection
+    and replication states, resync progress with rate and ETA, bytes sent and received.
+    Without DISK, every disk the cluster file has on this node ('not up' for those without
+    a disk process).  --json gives everything, for scripts.
+
+    \b
+    Examples:
+      kembar disk status
+      kembar disk status r0 --json
+
+    \b
+    Exit status:
+      0  shown
+      1  DISK was named and is not up
+    """
     if disk is None:
         cfg, _ = c.load()
         names = sorted(cfg.disks)

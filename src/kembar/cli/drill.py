@@ -38,11 +38,24 @@ from kembar.errors import ConfigError, KembarError
 def drill(run_dir: str, config: str | None, group: str | None, url: str | None,
           scenarios: str, link: str | None, cut_seconds: float, max_outage: float | None,
           timeout: float, as_json: bool, yes: bool) -> None:
-    """Run the safe failover scenarios on this cluster while watching the site: the group
-    switched over to the other node and back, its service killed (the monitor restarts it),
-    a heartbeat link cut by a firewall rule (nothing may move).  Run it on the node that
-    runs the group; it prints a verdict and the client-visible outage per scenario and
-    exits 1 if any failed."""
+    """Run the safe failover scenarios on this cluster while watching the site.
+
+    The group switched over to the other node and back, its service killed (the monitor
+    restarts it), a heartbeat link cut by a firewall rule (nothing may move).  Run it on
+    the node that runs the group; it prints a verdict and the client-visible outage per
+    scenario.
+
+    \b
+    Examples:
+      kembar drill
+      kembar drill --scenarios switchover --max-outage 5 --yes
+      kembar drill --json --yes > drill.json
+
+    \b
+    Exit status:
+      0  every scenario passed
+      1  one failed, or the drill could not run (the site did not answer, no daemon…)
+    """
     from kembar.drill.run import Drill
     names = parse_scenarios(scenarios)
     cfg = load_cluster(config_path(config))

@@ -69,7 +69,18 @@ class _Bar:
 
 @click.group()
 def experiment() -> None:
-    """The paper's experiments (its section 4) in a lab of their own."""
+    """The paper's experiments (its section 4) in a lab of their own.
+
+    Each builds the lab --lab names, runs, removes it, and adds its part to the results
+    file (--results); `kembar lab report` turns the results into the paper's tables and
+    charts.
+
+    \b
+    Examples:
+      kembar lab experiment sync --runs 3 --sizes 100M
+      kembar lab experiment failover --timings fast --runs 5
+      kembar lab report
+    """
 
 
 @experiment.command()
@@ -83,9 +94,17 @@ def experiment() -> None:
               help="The lab made (and removed) for the experiment.")
 @RESULTS
 def sync(sizes: str, runs: int, protocol: str, lab_name: str, results: str) -> None:
-    """Write each size with a final fsync on the mounted replicated filesystem, RUNS times;
+    """Measure the replicated disk's write speed, as the paper's sync experiment.
+
+    Write each size with a final fsync on the mounted replicated filesystem, RUNS times;
     the catch-up after a disconnection; baselines (ext4 on a plain loop device, the
-    node-to-node TCP throughput) and memory vs disk read, all in the same run."""
+    node-to-node TCP throughput) and memory vs disk read, all in the same run.
+
+    \b
+    Examples:
+      kembar lab experiment sync
+      kembar lab experiment sync --sizes 100M,500M --runs 3 --protocol A
+    """
     from kembar.lab.experiments.sync import run_sync
     size_list = _sizes(sizes)
     path = Path(results)
@@ -152,9 +171,18 @@ def _with_options(f: Callable[..., None]) -> Callable[..., None]:
 @_with_options
 def failover(runs: int, timings: str, group: str, lab_name: str, against: str | None,
              results: str) -> None:
-    """Crash node1 RUNS times while a client polls the VIP every 50 ms: the outage per
-    run and the moments of each step (declared dead, fenced, promoted, mounted, IP up,
-    service up); each crash is followed by node1's boot and failback, measured too."""
+    """Measure the outage a client sees when node1 crashes, RUNS times.
+
+    Crash node1 RUNS times while a client polls the VIP every 50 ms: the outage per run
+    and the moments of each step (declared dead, fenced, promoted, mounted, IP up, service
+    up); each crash is followed by node1's boot and failback, measured too.
+
+    \b
+    Examples:
+      kembar lab experiment failover
+      kembar lab experiment failover --timings fast --group vip --runs 5
+      kembar lab experiment failover --against heartbeat --group vip
+    """
     _failover(runs, timings, group, lab_name, results, against)
 
 
@@ -162,8 +190,15 @@ def failover(runs: int, timings: str, group: str, lab_name: str, against: str | 
 @_with_options
 def failback(runs: int, timings: str, group: str, lab_name: str, against: str | None,
              results: str) -> None:
-    """The failback after each of RUNS crashes (node1 boots, resyncs, takes the group back
-    with auto_failback): the same cycles as `failover`, both parts saved."""
+    """Measure the failback after each crash (node1 boots, resyncs, takes the group back).
+
+    The failback after each of RUNS crashes (node1 boots, resyncs, takes the group back
+    with auto_failback): the same cycles as `failover`, both parts saved.
+
+    \b
+    Examples:
+      kembar lab experiment failback --runs 3
+    """
     _failover(runs, timings, group, lab_name, results, against)
 
 
@@ -172,8 +207,16 @@ def failback(runs: int, timings: str, group: str, lab_name: str, against: str | 
 @click.option("--out", default="kembar-lab-report", show_default=True, metavar="DIR",
               help="Where report.md, results.json and the charts go.")
 def report(results: str, out: str) -> None:
-    """Write the report of saved results: Markdown tables like the paper's, PNG charts
-    (sync speed per run, the failover timeline), the results as JSON."""
+    """Write the report of saved results: tables like the paper's and PNG charts.
+
+    Markdown tables like the paper's, PNG charts (sync speed per run, the failover
+    timeline) and the results as JSON, in --out.
+
+    \b
+    Examples:
+      kembar lab report
+      kembar lab report --results kembar-lab-results.json --out docs/results
+    """
     try:
         md = write_report(load_results(Path(results)), Path(out))
     except ResultsError as exc:

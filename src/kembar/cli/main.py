@@ -21,18 +21,36 @@ class KembarGroup(click.Group):
             sys.exit(exc.exit_code)
 
 
-@click.group(cls=KembarGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KembarGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
 @click.version_option(__version__, prog_name="kembar")
 def cli() -> None:
     """kembar: a two-node high-availability cluster for web servers.
 
-    A DRBD-style replicated disk (`kembar disk`) keeps the site's data on both
-    nodes; the cluster daemon moves the virtual IP, the disk, the filesystem and
-    the services to the surviving node.
+    A DRBD-style replicated disk (`kembar disk`) keeps the site's data on both nodes; the
+    cluster daemon (`kembar daemon`) watches the other node with heartbeats and moves the
+    virtual IP, the disk, the filesystem and the services to the surviving node.  Both
+    nodes share one cluster file, /etc/kembar/cluster.toml (`kembar config`).  Every verb
+    has its own manual: `kembar VERB --help`.
+
+    \b
+    Examples:
+      kembar config check              # is the cluster file valid?
+      kembar disk status               # every disk: roles, states, sync progress
+      kembar status --history          # the cluster as this node's daemon sees it
+      kembar standby                   # move this node's groups to the other node
+      kembar disk up --help            # the manual of one verb
+
+    \b
+    Exit status:
+      0  success
+      1  an error: refused in this state, no daemon answering, a failed check
+      2  a configuration or command-line error (the message names the key or option)
     """
 
 
 def _register() -> None:
+    from kembar.cli import completion as completion_cli
     from kembar.cli import config as config_cli
     from kembar.cli import daemon as daemon_cli
     from kembar.cli import disk as disk_cli
@@ -46,6 +64,7 @@ def _register() -> None:
     cli.add_command(daemon_cli.daemon)
     cli.add_command(daemon_cli.status)
     cli.add_command(drill_cli.drill)
+    cli.add_command(completion_cli.completion)
     for cmd in (manager_cli.standby, manager_cli.online, manager_cli.takeover,
                 manager_cli.cleanup):
         cli.add_command(cmd)

@@ -31,13 +31,27 @@ from kembar.lab.torture.schedule import KINDS, make_schedule, parse_kinds
 @click.option("--dry-run", is_flag=True, help="Print the schedule only.")
 def torture(name: str, iterations: int, seed: int | None, faults: str, log_path: str | None,
             keep: bool, dry_run: bool) -> None:
-    """Torture a two-node cluster in the lab: the full web group (disk, ext4, site, VIP)
-    with fencing on, orders through the VIP and fsynced records on /srv/data all along,
-    and a seeded schedule of faults (crash, reboot, partitions, daemon and disk-process
-    SIGKILL, disk failure, packet loss).  After each fault and after its undoing it checks
-    that the group runs on exactly one node, that every acknowledged order and record is
-    there, that the disks agree (online verify) and the filesystem is clean (e2fsck -fn),
-    and that a split brain is reported whenever both sides could write."""
+    """Torture a two-node cluster in the lab with a seeded schedule of faults.
+
+    The full web group (disk, ext4, site, VIP) with fencing on, orders through the VIP and
+    fsynced records on /srv/data all along, and a seeded schedule of faults (crash, reboot,
+    partitions, daemon and disk-process SIGKILL, disk failure, packet loss).  After each
+    fault and after its undoing it checks that the group runs on exactly one node, that
+    every acknowledged order and record is there, that the disks agree (online verify) and
+    the filesystem is clean (e2fsck -fn), and that a split brain is reported whenever both
+    sides could write.
+
+    \b
+    Examples:
+      kembar lab torture --iterations 50
+      kembar lab torture --seed 2026 --iterations 200 --log torture-2026.json
+      kembar lab torture --faults crash,partition --dry-run
+
+    \b
+    Exit status:
+      0  PASSED: every check of every iteration held
+      1  FAILED: a problem was found (replay it with the printed --seed)
+    """
     check_name(name)
     kinds = parse_kinds(faults)
     if seed is None:

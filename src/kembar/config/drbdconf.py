@@ -11,6 +11,9 @@ What is read: ``global``, ``common`` (inherited by every resource, option by opt
 ``resource NAME`` with two ``on HOST`` sections (``device``, ``disk``, ``address``,
 ``meta-disk``; also written at resource level, or in one ``volume``), ``protocol`` and the
 ``net``, ``disk``, ``syncer`` (8.3), ``startup``, ``handlers`` and ``options`` sections.
+The ``split-brain``, ``initial-split-brain`` and ``local-io-error`` handlers become the
+``[notify]`` table's hooks (run with ``/bin/sh -c``, as drbdadm runs them); kembar has one
+hook per event for all disks, so handlers that differ between resources are noted.
 Every statement either ends up in the TOML (with a comment naming its line) or in a note
 saying why not and what kembar does instead; what drbd.conf leaves to DRBD's defaults is
 written out where kembar's default differs or the value matters, marked ``DRBD default``.
@@ -74,7 +77,17 @@ _FLUSH = ("not carried over: kembar always passes flushes through to the backing
           "completes a flush only when both sides flushed")
 _STARTUP = ("DRBD's boot-time wait is not carried over: kembar's disks come up with the "
             "daemon, and a group starts only after membership's initdead")
-_HANDLER = "kembar runs no DRBD handler scripts"
+_HANDLER = "not carried over: kembar has no such event to run a hook on"
+# DRBD handler -> kembar's notify event, and what differs
+_HANDLERS: dict[str, tuple[str, str]] = {
+    "split-brain": ("split_brain", "run when a split brain is not resolved automatically, "
+                                   "as DRBD does"),
+    "initial-split-brain": ("initial_split_brain", "run at every split brain found, as DRBD "
+                                                   "does"),
+    "local-io-error": ("disk_detached", "DRBD ran it only with on-io-error "
+                                        "call-local-io-error; kembar runs it whenever an I/O "
+                                        "error detaches the disk"),
+}
 _GLOBAL = "a drbdadm setting with no kembar equivalent: not needed"
 
 _EXPLAINED: dict[str, str] = {
@@ -114,16 +127,12 @@ _EXPLAINED: dict[str, str] = {
     "wait-after-sb": _STARTUP, "stacked-timeouts": _STARTUP,
     "become-primary-on": "not carried over: roles follow the resource groups (a group's "
                          "preferred node promotes its disks)",
-    "split-brain": f"{_HANDLER}: a split brain is always detected and logged, then left to "
-                   "the after_sb policies or an operator",
-    "initial-split-brain": f"{_HANDLER}: a split brain is always detected and logged, then "
-                           "left to the after_sb policies or an operator",
     "fence-peer": f"{_HANDLER}: fencing comes with the resource manager (a fencing agent)",
     "unfence-peer": f"{_HANDLER}: fencing comes with the resource manager (a fencing agent)",
     "outdate-peer": f"{_HANDLER}: fencing comes with the resource manager (a fencing agent)",
     "pri-lost-after-sb": f"{_HANDLER}: split brain is never resolved by rebooting a node",
     "pri-on-incon-degr": f"{_HANDLER}: kembar never promotes Inconsistent data",
-    "pri-lost": _HANDLER, "local-io-error": _HANDLER, "before-resync-target": _HANDLER,
+    "pri-lost": _HANDLER, "before-resync-target": _HANDLER,
     "after-resync-target": _HANDLER, "before-resync-source": _HANDLER,
     "out-of-sync": _HANDLER, "quorum-lost": _HANDLER, "disconnected": _HANDLER,
     "node-id": "not needed: a kembar disk joins exactly two nodes, named by [on.<node>]",
@@ -296,6 +305,7 @@ class _Resource:
     opts: dict[str, _Opt] = field(default_factory=dict)
     fields: dict[str, _Stmt] = field(default_factory=dict)  # resource-level device, disk…
     hosts: list[_Host] = field(default_factory=list)
+    handlers: dict[str, _Stmt] = field(default_factory=dict)  # its own, by DRBD name
 
 
 @dataclass
@@ -313,6 +323,7 @@ class _State:
     notes: list[str] = field(default_factory=list)
     common: dict[str, _Opt] = field(default_factory=dict)
     resources: dict[str, _Resource] = field(default_factory=dict)
+    handlers: dict[str, _Stmt] = field(default_factory=dict)  # common's, by DRBD name
     noted: set[tuple[str, int, str]] = field(default_factory=set)
     files: int = 1
 
@@ -448,9 +459,36 @@ def _explain_all(state: _State, section: _Stmt) -> None:
         state.note(stmt, f"{section.name} {_show(what)} ({stmt.where()}): {why}")
 
 
-def _section_common(state: _State, stmt: _Stmt, opts: dict[str, _Opt]) -> None:
+def _handlers(state: _State, section: _Stmt, into: dict[str, _Stmt]) -> None:
+    """A ``handlers`` section: the handlers kembar has an event for are kept (``into``),
+    the others noted."""
+    for stmt in section.body or []:
+        mapped = _HANDLERS.get(stmt.name) if stmt.body is None else None
+        if mapped is None:
+            why = _EXPLAINED.get(stmt.name, "not carried over")
+            what = stmt.name if stmt.body is None else f"section {stmt.shown()}"
+            state.note(stmt, f"handlers {_show(what)} ({stmt.where()}): {why}")
+            continue
+        command = _one(stmt)
+        if not command.strip():
+            state.note(stmt, f"handlers {stmt.name} ({stmt.where()}) is empty: ignored")
+            continue
+        into[stmt.name] = stmt
+        event, how = mapped
+        state.note(stmt, f"handlers {stmt.name} ({stmt.where()}): carried over as "
+                         f"notify.{event}, with /bin/sh -c as drbdadm runs it; {how}; kembar "
+                         "sets DRBD_RESOURCE (and KEMBAR_* variables) but not DRBD's others "
+                         "(DRBD_MINOR, DRBD_PEER_ADDRESS…)")
+
+
+def _section_common(state: _State, stmt: _Stmt, opts: dict[str, _Opt],
+                    handlers: dict[str, _Stmt]) -> None:
     """A statement inside ``common`` or ``resource`` that both may hold."""
-    if stmt.body is not None and stmt.name in ("startup", "handlers"):
+    if stmt.body is not None and stmt.name == "handlers":
+        if stmt.args:
+            raise stmt.fail("handlers: expected 'handlers { … }'")
+        _handlers(state, stmt, handlers)
+    elif stmt.body is not None and stmt.name == "startup":
         _explain_all(state, stmt)
     elif stmt.body is not None and stmt.name in _OPTION_SECTIONS:
         _options(state, stmt, opts)
@@ -516,7 +554,7 @@ def _resource(state: _State, stmt: _Stmt, nodes: list[str] | None) -> None:
         elif inner.body is None and inner.name in _HOST_FIELDS and inner.name != "address":
             res.fields[inner.name] = inner
         else:
-            _section_common(state, inner, res.opts)
+            _section_common(state, inner, res.opts, res.handlers)
     state.resources[name] = res
 
 
@@ -576,7 +614,7 @@ def _read(state: _State, stmts: list[_Stmt], nodes: list[str] | None,
             if stmt.args:
                 raise stmt.fail("common: expected 'common { … }'")
             for inner in stmt.body:
-                _section_common(state, inner, state.common)
+                _section_common(state, inner, state.common, state.handlers)
         elif stmt.name == "resource" and stmt.body is not None:
             _resource(state, stmt, nodes)
         elif stmt.name == "skip":
@@ -805,6 +843,40 @@ def _resync_rate(state: _State, res: _Resource, opts: dict[str, _Opt]) -> tuple[
     return None
 
 
+def _notify_rows(state: _State) -> list[str]:
+    """A ``[notify]`` table from the handlers, one hook per event for every disk."""
+    rows: list[tuple[str, str | None]] = []
+    for name, (event, _) in _HANDLERS.items():
+        per_res = {res.name: res.handlers.get(name) or state.handlers.get(name)
+                   for res in state.resources.values()}
+        given = {r: stmt for r, stmt in per_res.items() if stmt is not None}
+        if not given:
+            continue
+        common = state.handlers.get(name)
+        chosen = common if common is not None and common in given.values() else \
+            next(iter(given.values()))
+        command = _one(chosen)
+        others = sorted(f"{r} ({stmt.where()})" for r, stmt in given.items()
+                        if _one(stmt) != command)
+        if others:
+            state.notes.append(f"handlers {name}: kembar runs one notify.{event} hook for "
+                               f"every disk: the one of {chosen.where()} is written; "
+                               f"not carried over: {', '.join(others)} (a hook can tell "
+                               "the disks apart by $KEMBAR_DISK)")
+        missing = sorted(r for r, stmt in per_res.items() if stmt is None)
+        if missing:
+            state.notes.append(f"handlers {name}: resource{'s' if len(missing) > 1 else ''} "
+                               f"{', '.join(missing)} had none; notify.{event} runs for "
+                               "every disk (a hook can test $KEMBAR_DISK)")
+        rows.append((f"{event} = [\"/bin/sh\", \"-c\", {_toml_str(command)}]",
+                     f"{chosen.where()}: {name}"))
+    if not rows:
+        return []
+    state.notes.append("handlers: kembar runs a hook beside the disk's work and kills it "
+                       "after notify.timeout (30 s by default), where DRBD waited for it")
+    return ["", *_rows([("[notify]", "DRBD's handlers, run as drbdadm runs them"), *rows])]
+
+
 def import_drbdconf(text: str, source: str = "drbd.conf", nodes: Sequence[str] | None = None,
                     include: IncludeReader | None = None
                     ) -> tuple[str, list[str], dict[str, str]]:
@@ -822,6 +894,7 @@ def import_drbdconf(text: str, source: str = "drbd.conf", nodes: Sequence[str] |
     out: list[str] = []
     for res in state.resources.values():
         out += ["", *_disk_rows(state, res, used_ports, devices)]
+    out += _notify_rows(state)
     if not state.resources:
         state.notes.append(f"{_label(source)}: no resources: no disks converted")
         return "", state.notes, devices

@@ -12,7 +12,9 @@ Its checks are errors here too (no medium, no node, ``deadtime <= 2*keepalive``,
 
 Every directive ends up either in the TOML (with a comment naming its line) or in a note
 saying why not and what kembar does instead; values ha.cf leaves to Heartbeat's defaults
-are written out explicitly, marked ``# Heartbeat default``.
+are written out explicitly, marked ``# Heartbeat default``.  The logging directives
+(``logfile``, ``debugfile``, ``logfacility``, ``debug``, ``use_logd``) become a
+``[logging]`` table.
 """
 
 from __future__ import annotations
@@ -41,19 +43,15 @@ _TRUE = frozenset({"true", "on", "yes", "y", "1"})
 _FALSE = frozenset({"false", "off", "no", "n", "0"})
 _TIMERS = ("keepalive", "warntime", "deadtime", "initdead", "deadping")
 
-_LOGGING = ("logging is not part of the cluster file: kembar logs to stderr (the journal "
-            "when run by systemd), with logger names such as kembar.membership")
+_LOGGING = ("kembar does not use Heartbeat's logging daemon (ha_logd): nothing to set")
+_FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp",
+               "cron", "authpriv", "ftp", *(f"local{i}" for i in range(8)))
 _PACEMAKER = "a Pacemaker (CRM) setting: kembar has its own resource manager"
 _SERIAL = "serial heartbeat links are not supported: use bcast, mcast or ucast"
 
 # Directives with nothing to carry over, and what kembar does instead.
 _EXPLAINED: dict[str, str] = {
-    "logfacility": _LOGGING,
-    "logfile": _LOGGING,
-    "debugfile": _LOGGING,
-    "use_logd": _LOGGING,
     "conn_logd_time": _LOGGING,
-    "debug": _LOGGING,
     "realtime": "kembar runs at normal priority without locking memory; a stall of its own "
                 "loop is detected and never makes it declare a peer dead",
     "rtprio": "kembar runs at normal priority without locking memory; a stall of its own "
@@ -154,6 +152,8 @@ class _State:
     auto_failback: tuple[bool, int, str] | None = None
     cluster: tuple[str, int] | None = None
     unsupported_media: list[str] = field(default_factory=list)
+    # the logging directives: name -> (value, line)
+    logging: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def fail(self, line: int | None, problem: str) -> ConfigError:
         where = f"{self.source}: line {line}: " if line else f"{self.source}: "
@@ -378,6 +378,10 @@ def _read(state: _State, text: str) -> None:
                            f"{'off' if nice else 'legacy'}': kembar writes auto_failback = "
                            f"{'false' if nice else 'true'}")
                 state.auto_failback = (not nice, line, f"nice_failback {value}")
+        elif name in ("logfacility", "logfile", "debugfile", "debug", "use_logd"):
+            value = _last(state, line, name, args)
+            if value is not None:
+                _log_directive(state, line, name, value)
         elif name == "respawn":
             _respawn(state, line, args)
         elif name in ("crm", "pacemaker"):
@@ -398,6 +402,84 @@ def _read(state: _State, text: str) -> None:
             state.note(f"{name} (line {line}): {_EXPLAINED[name]}")
         else:
             state.note(f"unknown directive {_show(written)} (line {line}): ignored")
+
+
+def _log_directive(state: _State, line: int, name: str, value: str) -> None:
+    """Check one logging directive as Heartbeat would and keep it (``_logging`` writes)."""
+    if name == "logfacility":
+        value = value.lower()
+        if value != "none" and value not in _FACILITIES:
+            raise state.fail(line, f"logfacility: unknown syslog facility {_show(value)} (use "
+                                   f"none, daemon, local0 … local7, …)")
+    elif name in ("logfile", "debugfile"):
+        if not value.startswith("/") or "\0" in value:
+            raise state.fail(line, f"{name}: {_show(value)} is not an absolute path")
+    elif name == "debug":
+        if not (value.isascii() and value.isdigit()) or int(value) > 255:
+            raise state.fail(line, f"debug: expected a level from 0 to 255, got {_show(value)}")
+    else:
+        value = "on" if _bool(state, line, name, value) else "off"
+    state.logging[name] = (value, line)
+
+
+def _logging(state: _State) -> list[tuple[str, str | None]]:
+    """The ``[logging]`` rows for ha.cf's logging directives (none: no table)."""
+    got = state.logging
+    if not got:
+        return []
+    label = state.label
+
+    def where(name: str) -> str:
+        return f"{label} line {got[name][1]}"
+
+    targets: list[tuple[str, str]] = []
+    rows: list[tuple[str, str | None]] = []
+    logd = got.get("use_logd", ("off", 0))[0] == "on"
+    facility = got.get("logfacility", ("", 0))[0]
+    if logd:
+        for name in ("logfile", "debugfile", "logfacility"):
+            if name in got:
+                state.note(f"{name} (line {got[name][1]}): ignored with use_logd on, as "
+                           "Heartbeat ignores it")
+        state.note(f"use_logd on (line {got['use_logd'][1]}): kembar has no logging daemon: "
+                   "it logs to syslog (facility daemon) itself; Heartbeat's logd.cf is not "
+                   "read (set [logging] syslog_facility to what it named)")
+        targets.append(("syslog", where("use_logd") + ": use_logd on"))
+        rows.append(('syslog_facility = "daemon"', "kembar's choice: logd.cf is not read"))
+    else:
+        path_key = "logfile" if "logfile" in got else \
+            "debugfile" if "debugfile" in got else None
+        if path_key is not None:
+            targets.append(("file", where(path_key) + f": {path_key}"))
+            rows.append((f"file = {_toml_str(got[path_key][0])}", where(path_key)))
+        if "logfile" in got and "debugfile" in got:
+            state.note(f"debugfile (line {got['debugfile'][1]}): kembar writes one log file "
+                       f"(logfile, line {got['logfile'][1]}); its debug messages go there "
+                       "when level = \"debug\"")
+        elif path_key == "debugfile":
+            state.note(f"debugfile (line {got['debugfile'][1]}): written as [logging] file "
+                       "(there is no logfile); kembar's debug messages go there when level = "
+                       "\"debug\"")
+        if facility == "none":
+            state.note(f"logfacility none (line {got['logfacility'][1]}): no syslog, as in "
+                       "Heartbeat")
+        elif facility:
+            targets.append(("syslog", where("logfacility") + f": logfacility {facility}"))
+            rows.append((f"syslog_facility = {_toml_str(facility)}", where("logfacility")))
+    if "debug" in got and int(got["debug"][0]) > 0:
+        rows.append(('level = "debug"', where("debug") + f": debug {got['debug'][0]}"))
+    elif "debug" in got:
+        state.note(f"debug 0 (line {got['debug'][1]}): kembar's default level (info), as "
+                   "Heartbeat's")
+    if not targets and not rows:
+        return []
+    out: list[tuple[str, str | None]] = [("", None), ("[logging]", None)]
+    if targets:
+        names = ", ".join(_toml_str(t) for t, _ in targets)
+        out.append((f"targets = [{names}]", "; ".join(why for _, why in targets)))
+    else:
+        out.append(('targets = ["stderr"]', "kembar's default (the journal under systemd)"))
+    return out + rows
 
 
 def _cluster_name(state: _State, explicit: str | None) -> tuple[str, str]:
@@ -581,6 +663,7 @@ def import_hacf(text: str, source: str = "ha.cf", authkeys_path: str | None = No
                      f"{state.label} line{'s' if len(lines) > 1 else ''} "
                      f"{', '.join(map(str, lines))}"))
     out += _rows(rows)
+    log_rows = _logging(state)
     seen: dict[tuple[object, ...], int] = {}
     for medium in state.media:
         if medium.key() in seen:
@@ -598,6 +681,8 @@ def import_hacf(text: str, source: str = "ha.cf", authkeys_path: str | None = No
             out.append(f"peer = {_toml_str(medium.peer or '')}")
         if medium.port != port:
             out.append(f"port = {medium.port}")
+    if log_rows:
+        out += _rows(log_rows)
     toml = "\n".join(out) + "\n"
     try:
         parse_cluster(toml, f"{source} (converted)")

@@ -32,8 +32,12 @@ from pydantic import (
 )
 
 from kembar.config.groups import FencingConfig, GroupConfig, check_group_name
+from kembar.config.logs import LoggingConfig
 from kembar.config.membership import MembershipConfig
+from kembar.config.notify import NotifyConfig
+from kembar.config.secrets import read_private_file
 from kembar.config.units import format_duration, to_bytes, to_seconds
+from kembar.config.web import WebConfig, check_listen
 from kembar.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/kembar/cluster.toml")
@@ -241,20 +245,7 @@ class DiskConfig(_Frozen):
 
 def _read_secret_file(path: str) -> str:
     """Read a secret file: private to its owner, trailing newline stripped, 1..64 characters."""
-    try:
-        mode = os.stat(path).st_mode
-        if mode & 0o077:
-            raise ValueError(
-                f"{path} is accessible by group or others (mode {mode & 0o777:o}); run chmod 600 {path}"
-            )
-        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    if not 1 <= len(text) <= 64:
-        raise ValueError(f"the secret in {path} must be 1 to 64 characters long")
-    return text
+    return read_private_file(path, "secret", 1, 64)
 
 
 class ClusterConfig(_Frozen):
@@ -266,6 +257,9 @@ class ClusterConfig(_Frozen):
     membership: MembershipConfig | None = None
     groups: dict[str, GroupConfig] = Field(default_factory=dict)
     fencing: FencingConfig | None = None
+    notify: NotifyConfig | None = None
+    logging: LoggingConfig | None = None
+    web: WebConfig | None = None
 
     _source: str = PrivateAttr(default="<string>")
 
@@ -310,9 +304,21 @@ class ClusterConfig(_Frozen):
                     problems.append((("groups", gname, "resources", str(i), "disk"),
                                      f"unknown disk {res.disk!r} (known: "
                                      f"{', '.join(sorted(self.disks)) or 'none'})"))
+        if self.web is not None:
+            owners: dict[str, set[str]] = {}
+            for node in self.nodes:
+                for addr in self.addresses_of(node):
+                    owners.setdefault(addr, set()).add(node)
+            problems += check_listen(self.web, owners)
         if problems:
             raise _Problems(problems)
         return self
+
+    def addresses_of(self, node: str) -> set[str]:
+        """The addresses configured for ``node``: its own and its side of every disk."""
+        own = self.nodes[node].address if node in self.nodes else None
+        out = {d._hosts[node].address for d in self.disks.values() if node in d._hosts}
+        return {a for a in (own, *out) if a}
 
     def auto_failback(self, group: str) -> bool:
         g = self.groups[group]

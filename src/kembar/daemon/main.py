@@ -41,6 +41,7 @@ from kembar.membership.state import (
     Timing,
 )
 from kembar.membership.transport import Transport, interfaces, plan_channels
+from kembar.notify import Notifier, from_history
 from kembar.ratelimit import LogLimiter, held_note
 
 log = logging.getLogger("kembar.daemon")
@@ -75,6 +76,8 @@ class Daemon:
         self._drop_log = LogLimiter(DROP_LOG_EVERY)
         self.counts: collections.Counter[str] = collections.Counter()
         self._stop = asyncio.Event()
+        self.notifier = Notifier(cfg.notify, cfg.cluster.name, me)
+        self._preferred = {name: g.preferred for name, g in cfg.groups.items()}
         self.manager = Manager(cfg, me, run_dir, state_dir, self._announce, self._entry)
         self._bodies: dict[str, bytes] = {}
         self.running = False
@@ -85,6 +88,10 @@ class Daemon:
             "cleanup": lambda req: self.manager.cleanup(_names(req.get("groups"))),
         })
         self.realtime = "off"
+        self.web: Any = None
+        if cfg.web is not None:  # the dashboard and /metrics (kembar.web), off by default
+            from kembar.web import for_daemon
+            self.web = for_daemon(self)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -102,8 +109,12 @@ class Daemon:
                                                      thread_name_prefix="kembar-worker"))
         await self.transport.start()
         await self.control.start()
+        if self.web is not None:
+            await self.web.start()
         for note in self.notes:
             log.info("%s", note)
+        for warning in self.notifier.check():
+            log.warning("%s", warning)
         media = ", ".join(t.medium.describe(self.mcfg.port)
                           for ch in self.transport.channels for t in ch.targets)
         log.info("%s: up as incarnation %d in cluster %s; keepalive %gs, warntime %gs, "
@@ -133,6 +144,9 @@ class Daemon:
             finally:
                 self.transport.close()
                 self.control.close()
+                await asyncio.to_thread(self.notifier.close, 5.0)
+                if self.web is not None:
+                    await self.web.stop()
 
     def _go_realtime(self) -> str:
         """SCHED_RR at a middling priority, memory locked, the garbage collector's
@@ -210,6 +224,13 @@ class Daemon:
         entry.setdefault("time", time.time())
         self.counts[entry["event"]] += 1
         self.history.append(entry)
+        self._hook(entry)
+
+    def _hook(self, entry: dict[str, Any]) -> None:
+        """The notify hook of a history entry, if it is an event with one (only queued)."""
+        notice = from_history(entry, self.me, self._preferred)
+        if notice is not None:
+            self.notifier.notify(notice)
 
     def _pong(self, address: str) -> None:
         self._record(self.reach.reply(address, time.monotonic()))
@@ -222,6 +243,7 @@ class Daemon:
         self._record(events)
         if pkt is not None and dropped is None and self._bodies.get(pkt.node) != pkt.body:
             self._bodies[pkt.node] = pkt.body
+            self.manager.heard(pkt.node)
             self.manager.wake()
         if dropped is not None and dropped != "own":
             who = f"{pkt.node}@{pkt.cluster} " if pkt is not None else ""
@@ -241,6 +263,7 @@ class Daemon:
             entry = {"time": time.time(), "event": type(ev).__name__, "text": str(ev)}
             entry.update({k: v for k, v in vars(ev).items()})
             self.history.append(entry)
+            self._hook(entry)
             if isinstance(ev, NodeDead):
                 self.manager.node_dead(ev.node)
             elif isinstance(ev, (NodeUp, PingChange)):
@@ -266,6 +289,7 @@ class Daemon:
                      "nodes": dict(self.reach.up)},
             "events": list(self.history)[-50:], "event_counts": dict(self.counts),
             "realtime": self.realtime, "manager": self.manager.status(),
+            "notify": self.notifier.stats(),
         }
 
 

@@ -72,6 +72,8 @@ class Local:
     since: float = field(default_factory=time.time)
     agents: list[Agent] = field(default_factory=list)
     resources: dict[str, str] = field(default_factory=dict)  # each one's last known state
+    # each resource's starts and stops here: "start", "start_failed", "stop", "stop_failed"
+    transitions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Manager:
@@ -102,6 +104,9 @@ class Manager:
         self.checked_at: dict[str, float] = {}
         self.decisions: dict[str, list[str]] = {}
         self.dead_at: dict[str, float] = {}
+        # where each group was last seen running on another node (a start here is then a
+        # failover or a failback: kembar.notify)
+        self.seen_on: dict[str, str] = {}
         self.membership: Membership | None = None
         # how long a disk waits for a ping answer from a peer the cluster declared dead:
         # two keepalives (the LAN's round trip is far shorter), at least 0.1 s
@@ -116,6 +121,17 @@ class Manager:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def heard(self, node: str) -> None:
+        """A peer's report changed: note where it runs groups now, not at the next round —
+        a peer handing a group back may report it stopping and stopped before that, and a
+        start here would then not know it ran there (a failback or failover, for the
+        hooks: found when a rebooted preferred node missed its failback)."""
+        n = self.membership.nodes.get(node) if self.membership is not None else None
+        rep = decode(n.report) if n is not None and n.report is not None else None
+        for name, state in (rep.groups.items() if rep is not None else ()):
+            if state in ("running", "stopping"):
+                self.seen_on[name] = node
 
     def node_dead(self, node: str) -> None:
         self.dead_at[node] = time.time()
@@ -322,6 +338,11 @@ class Manager:
         if members is None:
             return  # initdead: a peer is still unknown, decide nothing (as Heartbeat)
         reports = self.reports()
+        for node, rep in reports.items():
+            if node != self.me and node in members and members[node].alive:
+                for name, state in rep.groups.items():
+                    if state in ("running", "stopping"):
+                        self.seen_on[name] = node
         for name in list(self.wishes):  # a newer wish elsewhere replaces ours
             spec = next((s for s in self.specs if s.name == name), None)
             if spec is not None and newest_wish(name, members, reports) != self.me:
@@ -408,7 +429,9 @@ class Manager:
             await self._refresh_disks()
             self._set(group, "running")
             log.info("%s runs on %s (started in %.3f s)", group, self.me, time.time() - t0)
-            self._history("GroupStarted", group, a.why, timeline, t0)
+            self._history("GroupStarted", group, a.why, timeline, t0,
+                          previous=self.seen_on.get(group))
+            self.seen_on[group] = self.me
             self._spawn(self._monitor(group))
         finally:
             loc.busy = False
@@ -444,6 +467,9 @@ class Manager:
         def step(resource: str, action: str, ok: bool, seconds: float, message: str) -> None:
             loc.resources[resource] = (("started" if action == "start" else "stopped")
                                        if ok else f"{action} FAILED")
+            counts = loc.transitions.setdefault(resource, {})
+            key = action if ok else f"{action}_failed"
+            counts[key] = counts.get(key, 0) + 1
             what = f"{resource}: {action} " + ("done" if ok else "FAILED") + \
                    (f" ({message})" if message else "")
             timeline.append({"time": time.time(), "step": what, "seconds": round(seconds, 3)})
@@ -451,13 +477,15 @@ class Manager:
         return step
 
     def _history(self, kind: str, group: str, why: str, timeline: list[dict[str, Any]],
-                 t0: float, error: str = "") -> None:
+                 t0: float, error: str = "", previous: str | None = None) -> None:
         took = time.time() - t0
         text = f"{group} on {self.me}: {kind} in {took:.3f} s ({why})" + \
             (f": {error}" if error else "")
-        self.record({"event": kind, "group": group, "node": self.me, "why": why,
-                     "took": round(took, 3), "error": error, "timeline": timeline,
-                     "text": text})
+        entry = {"event": kind, "group": group, "node": self.me, "why": why,
+                 "took": round(took, 3), "error": error, "timeline": timeline, "text": text}
+        if kind == "GroupStarted":
+            entry["from"] = previous  # where it ran before (None: nowhere, or here)
+        self.record(entry)
 
     async def _fence(self, node: str, incarnation: int) -> None:
         assert self.cfg.fencing is not None
@@ -722,6 +750,7 @@ class Manager:
                 "clones": {c.name: "running" if c.up else "stopped"
                            for c in self.clones.get(spec.name, [])},
                 "resource_states": self._resource_states(spec.name),
+                "transitions": {r: dict(c) for r, c in dict(loc.transitions).items()},
             }
         return {"groups": out, "standby": self.standby, "wishes": dict(self.wishes),
                 "disks": {d: vars(r) for d, r in self.disks.items()},

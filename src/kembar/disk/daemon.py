@@ -13,21 +13,31 @@ import logging
 import os
 import signal
 import sys
+import time
 
-from kembar.config import load_cluster
+from kembar.config import ClusterConfig, load_cluster
 from kembar.disk.client import ALREADY_UP, take_lock
 from kembar.disk.control import ControlServer, socket_path
 from kembar.disk.device import DEFAULT_DEV_DIR, Device
 from kembar.disk.engine import Engine
 from kembar.errors import KembarError
+from kembar.logsetup import setup_logging
+from kembar.notify import Notifier
+from kembar.notify.events import disk_notice
 
 log = logging.getLogger("kembar.disk")
 
 
 async def run(disk: str, node: str, config: str, run_dir: str, dev_dir: str,
-              direct_io: bool = True) -> int:
-    cfg = load_cluster(config)
+              direct_io: bool = True, cfg: ClusterConfig | None = None) -> int:
+    cfg = cfg or load_cluster(config)
     engine = Engine(cfg.disk(disk), node)
+    # split brain and detach hooks ([notify]): queued from the engine, run by threads
+    notifier = Notifier(cfg.notify, cfg.cluster.name, node)
+    for warning in notifier.check():
+        log.warning("%s", warning)
+    engine.on_event = lambda event, text: notifier.notify(
+        disk_notice(event, disk, text, time.time()))
     device = Device(engine, run_dir, dev_dir, direct_io=direct_io)
     stop = asyncio.Event()
     server = ControlServer(engine, socket_path(run_dir, disk), stop.set, device)
@@ -50,6 +60,7 @@ async def run(disk: str, node: str, config: str, run_dir: str, dev_dir: str,
             await engine.stop()
     finally:
         server.close()
+        await asyncio.to_thread(notifier.close, 5.0)
     return 0
 
 
@@ -76,9 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     _tune_malloc()
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s {args.node} %(name)s %(levelname)s: %(message)s")
+    try:
+        cfg = load_cluster(args.config)
+        # where [logging] says (stderr: the DISK.log of `kembar disk up`, or the journal
+        # under systemd), through a queue: the I/O path never waits for a log write
+        listener = setup_logging(cfg.logging, args.node, "kembar-disk", args.debug,
+                                 {"KEMBAR_DISK": args.disk})
+    except KembarError as exc:
+        print(f"kembar-disk: {args.disk}: {exc}", file=sys.stderr)
+        return 1
     # One disk process per disk and node, whoever starts it (found by the torture: the
     # cluster daemon's restart and a service manager's `up` raced, two processes fought
     # over one disk): the lock is the kernel's, released when this process dies, and is
@@ -93,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         fh.write(f"{os.getpid()}\n")
     try:
         return asyncio.run(run(args.disk, args.node, args.config, args.run_dir,
-                                args.dev_dir, args.loop_direct_io == "on"))
+                                args.dev_dir, args.loop_direct_io == "on", cfg))
     except KembarError as exc:
         log.error("%s", exc)
         return 1
@@ -102,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(pidfile)
         except FileNotFoundError:
             pass
+        listener.stop()
 
 
 if __name__ == "__main__":

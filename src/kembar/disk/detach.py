@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from kembar.disk import gi, wire
@@ -80,6 +81,7 @@ class DetachMixin:
     disk_state: DiskState
     last_error: str
     detach_reason: str
+    on_event: Callable[[str, str], None]  # (notify event, text): the disk process's hooks
     _bits_lock: asyncio.Lock
     _bits_marked: int
     _bits_saved: int
@@ -133,6 +135,8 @@ class DetachMixin:
         self.backing.detach()
         log.error("%s: I/O error on the backing store %s: %s; detaching (on-io-error "
                   "detach): the disk is Diskless now", self.disk, self.backing.path, reason)
+        self.on_event("disk_detached", f"{self.disk}: I/O error on the backing store "
+                                       f"{self.backing.path}: {reason}; detached (Diskless)")
         if self.role == Role.PRIMARY:
             # Written here but maybe never flushed to the dead device.
             for ext in self.al.active():

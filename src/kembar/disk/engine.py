@@ -21,12 +21,14 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kembar.disk import digest, gi, recovery, wire
 from kembar.disk.al import EXTENT_SIZE, AlFile, AlState, extents_for
 from kembar.disk.backing import Backing
 from kembar.disk.detach import IO_ERRORS, DetachMixin, DiskIOError
+from kembar.disk.latency import NOT_REPLICATED, WriteLatency
 from kembar.disk.bitmap import BLOCK_SIZE, Bitmap
 from kembar.disk.link import Link, authenticate, dial, listen
 from kembar.disk.meta import Metadata, MetaStore
@@ -53,6 +55,10 @@ AL_PREFETCH = 7  # extents activated ahead of a sequential writer
 
 
 LOG_EVERY = 10.0  # seconds: at most one log line per handshake failure message
+
+
+def _no_event(event: str, text: str) -> None:
+    """No hooks: the engine without a disk process around it (tests, tools)."""
 
 class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
     def __init__(self, cfg: Any, node: str) -> None:
@@ -97,10 +103,12 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
         self.discard_my_data = False
         self.last_error = ""
         self.detach_reason = ""
+        self.on_event: Callable[[str, str], None] = _no_event  # set by the disk process
         self._bits_lock = asyncio.Lock()
         self._bits_marked = 0
         self._bits_saved = 0
         self.counters = Counters()
+        self.latency = WriteLatency()
         self.progress = SyncProgress()
         self.verify_result: dict[str, Any] | None = None
         self._seq = 0
@@ -592,6 +600,7 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write on the Primary; returns when complete under the configured protocol."""
+        t0 = time.monotonic()
         self._require_primary()
         self.backing.check_range(offset, len(data))
         if len(data) > wire.MAX_DATA:
@@ -643,6 +652,8 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
         if local is None or failed is not None:
             if pending is None or not pending.peer_ok:
                 raise failed or self._no_data("write", offset, len(data))
+        self.latency.observe(self.cfg.protocol if pending is not None else NOT_REPLICATED,
+                             time.monotonic() - t0)
 
     async def read(self, offset: int, length: int) -> bytes:
         self._require_primary()
@@ -896,6 +907,7 @@ class Engine(DetachMixin, HandshakeMixin, ResyncMixin):
                       "bitmap": f"{self.md.bitmap_uuid:016X}",
                       "history": [f"{h:016X}" for h in self.md.history]},
             "counters": vars(self.counters).copy(),
+            "write_latency": self.latency.status(),
             "last_error": self.last_error,
             "verify": self.verify_result,
             "crashed_primary": self.crashed_primary,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kembar.disk import gi, wire
@@ -43,6 +44,7 @@ class HandshakeMixin:
     discard_my_data: bool
     last_error: str
     progress: SyncProgress
+    on_event: Callable[[str, str], None]  # (notify event, text): the disk process's hooks
 
     async def _persist(self) -> None:
         raise NotImplementedError
@@ -89,9 +91,17 @@ class HandshakeMixin:
         if dec.code != int(verdict.code.mirror()):
             raise PeerProtocolError(f"peer decided {dec.code}, we decided {int(verdict.code)}")
         code = verdict.code
+        if gi.compare(me, them).code == gi.Code.SPLIT_BRAIN:  # DRBD's initial-split-brain
+            how = "not resolved: the disk stays StandAlone" if code == gi.Code.SPLIT_BRAIN \
+                else f"resolved: {verdict}"
+            self.on_event("initial_split_brain", f"{self.disk}: split brain with "
+                                                 f"{self.peer_name} detected, {how}")
         if code == gi.Code.SPLIT_BRAIN:
-            raise Refuse(f"Split-Brain detected ({verdict.rule}), dropping connection; "
-                          "resolve with `kembar disk connect --discard-my-data` on the victim")
+            text = (f"Split-Brain detected ({verdict.rule}), dropping connection; "
+                    f"resolve with `kembar disk resolve {self.disk} --survivor NODE` "
+                    "on both nodes")
+            self.on_event("split_brain", f"{self.disk}: {text}")
+            raise Refuse(text)
         if code == gi.Code.UNRELATED:
             raise Refuse("unrelated data: the peer's generation identifiers share no history "
                           "with ours; refusing to connect")

@@ -80,10 +80,15 @@ class Drill:
 
     def _served(self, since: float, node: str | None = None, timeout: float = 0.0) -> bool:
         """Whether the site answered (from ``node``, when given) since ``since``, waiting
-        up to ``timeout`` for it."""
+        up to ``timeout`` for it.  A site that does not say which node served it (no
+        X-Served-By header: most do not) answers for ``node`` with a good reply sent after
+        this call: every caller asks once its daemon has said that the group runs on
+        ``node``, so the VIP is there by then."""
+        confirmed = time.time()
         deadline = time.monotonic() + timeout
         while True:
-            if any(r["ok"] and (node is None or r["node"] == node)
+            if any(r["ok"] and (node is None or r["node"] == node
+                                or not r["node"] and r["t"] >= confirmed)
                    for r in self.poller.snapshot(since)):
                 return True
             if time.monotonic() >= deadline:

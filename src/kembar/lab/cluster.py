@@ -128,6 +128,25 @@ def cluster_toml(plan: Plan, protocol: str = "C", options: dict[str, str] | None
         ("\n" + groups if groups else "")
 
 
+WEB_PORT = 9694
+WEB_PASSWORD_FILE = "/etc/kembar/web.password"
+
+
+def web_toml(plan: Plan, nodes: tuple[str, ...] = ("node1",), port: int = WEB_PORT,
+             password: bool = True) -> str:
+    """A ``[web]`` table (pure): the dashboard on each of ``nodes``' public address (with
+    ``password``, guarded by the password file that ``install(web_password=...)`` writes;
+    without, on loopback only)."""
+    if password:
+        listen = [f"{plan.machine(n).addresses['public']}:{port}" for n in nodes]
+    else:
+        listen = [f"127.0.0.1:{port}"]
+    lines = ["[web]", "listen = [" + ", ".join(f'"{a}"' for a in listen) + "]"]
+    if password:
+        lines.append(f'password_file = "{WEB_PASSWORD_FILE}"')
+    return "\n".join(lines) + "\n"
+
+
 def sh(lab: Lab, node: str, script: str, input: str | None = None,
        timeout: float = 120) -> str:
     """Run a shell script on ``node``; KembarError with its output when it fails."""
@@ -140,17 +159,22 @@ def sh(lab: Lab, node: str, script: str, input: str | None = None,
 
 def install(lab: Lab, protocol: str = "C", options: dict[str, str] | None = None,
             disk: bool = True, membership: str = "", groups: str = "",
-            auto_failback: bool = True) -> None:
+            auto_failback: bool = True, web: str = "", web_password: str = "") -> None:
     """Cluster file (with ``membership``, a ``[membership]`` table, and its authkeys;
-    ``groups``, resource groups and fencing), secrets on every node (the power switch's
-    too); with ``disk``, metadata created and the disk up everywhere."""
+    ``groups``, resource groups and fencing; ``web``, a ``[web]`` table, and its password
+    file when ``web_password`` is given), secrets on every node (the power switch's too);
+    with ``disk``, metadata created and the disk up everywhere."""
     plan = lab.plan
     text = cluster_toml(plan, protocol, options, disk, membership, groups, auto_failback)
+    if web:
+        text += "\n" + web
     power_secret = lab.power_secret.read_text()
     secret = secrets.token_hex(16)
     authkeys = f"auth 1\n1 sha256 {secrets.token_hex(24)}\n"
     for node in plan.node_names:
         sh(lab, node, "umask 077; cat > /etc/kembar/cluster.toml", input=text)
+        if web_password:
+            sh(lab, node, f"umask 077; cat > {WEB_PASSWORD_FILE}", input=web_password + "\n")
         if membership:
             sh(lab, node, "umask 077; cat > /etc/kembar/authkeys", input=authkeys)
         sh(lab, node, f"umask 077; cat > {POWER_SECRET}", input=power_secret)

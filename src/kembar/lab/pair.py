@@ -258,7 +258,8 @@ def sweep(marker: str = "/kembar-test-") -> list[int]:
                 pass
     for pid in killed:
         wait_for(lambda: not alive(pid), 10, f"pid {pid} to die")
-    # (not the mounts of another live session: concurrent pytest runs took each other's)
+    # not the mounts of a live session: they are its disks' FUSE mounts, in use (found
+    # when test sessions ran side by side: one's start unmounted the other's disks)
     release_mounts(lambda path: marker in path and not _owned_by_live_session(path))
     return killed
 
