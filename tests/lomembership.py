@@ -3,6 +3,7 @@ socket, or a second daemon) on 127.0.0.2, with a written authkeys file."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 
@@ -29,3 +30,9 @@ type = "ucast"
 interface = "lo"
 peer = "127.0.0.2"
 """
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -82,20 +83,19 @@ class HwDisks:
 HW_SIZE = 16 * 1024 * 1024
 
 
-@pytest.fixture
-def hw_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, HwDisks]]:
-    """A disk pair whose backing stores are failing hardware disks.
-
-    Everything lives under a ``kbf-`` directory (not ``kembar-test-``: a concurrent test
-    session's ``sweep`` would take those for leftovers).  Torn down in order, also when
-    the test failed: the disk processes first, then the hardware disks."""
-    root: Path = tmp_path_factory.mktemp("kbf-hw-")
+@contextlib.contextmanager
+def hw_pair_in(root: Path, extra: str = "") -> Iterator[tuple[Pair, HwDisks]]:
+    """A disk pair whose backing stores are failing hardware disks, under ``root`` (a
+    ``kbf-`` directory: not ``kembar-test-``, which a concurrent test session's ``sweep``
+    would take for leftovers), ``extra`` added to its cluster file.  Torn down in order,
+    also when the test failed: the disk processes first, then the hardware disks, then
+    ``root``."""
     hw = HwDisks(root, HW_SIZE)
     pair: Pair | None = None
     try:
         (root / "pair").mkdir()
         pair = Pair(root / "pair", size=HW_SIZE,
-                    backings={n: hw.path(n) for n in ("n1", "n2")})
+                    backings={n: hw.path(n) for n in ("n1", "n2")}, extra=extra)
         yield pair, hw
         for node in ("n1", "n2"):  # shown by pytest when the test failed
             print(f"--- {node} log (warnings and errors) ---")
@@ -108,3 +108,10 @@ def hw_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Hw
         finally:
             hw.stop()
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def hw_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, HwDisks]]:
+    """A disk pair whose backing stores are failing hardware disks (``hw_pair_in``)."""
+    with hw_pair_in(tmp_path_factory.mktemp("kbf-hw-")) as pair_hw:
+        yield pair_hw

@@ -22,17 +22,13 @@ from kembar.daemon import control
 from kembar.daemon.main import Daemon
 from kembar.membership.authkeys import parse_authkeys
 from kembar.membership.packet import MAX_PACKET, Packet, encode
-from tests.lomembership import authkeys_file, lo_membership
+from tests.lomembership import authkeys_file, free_udp_port, lo_membership
 
 KEYS_TEXT = "auth 1\n1 sha256 the-cluster-secret\n"
 KEYS = parse_authkeys(KEYS_TEXT)
 WRONG = parse_authkeys("auth 1\n1 sha256 a-guess\n")
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp: Path, port: int) -> Any:
@@ -92,7 +88,7 @@ async def _scenario(daemon: Daemon, port: int, run_dir: str
 @pytest.mark.skipif(not hasattr(socket, "SO_BINDTODEVICE"), reason="Linux only")
 def test_hostile_heartbeats_are_rejected_logged_and_counted(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_udp_port()
+    port = free_udp_port()
     cfg = _config(tmp_path, port)
     run_dir, state_dir = str(tmp_path / "run"), str(tmp_path / "state")
     Path(state_dir).mkdir()

@@ -21,7 +21,7 @@ from kembar.daemon.main import Daemon
 from kembar.lab.pair import alive
 from kembar.membership.authkeys import parse_authkeys
 from kembar.membership.packet import Packet, encode
-from tests.lomembership import authkeys_file, lo_membership
+from tests.lomembership import authkeys_file, free_udp_port, lo_membership
 from tests.notify.hooks import HOOK, read_env
 
 KEYS_TEXT = "auth 1\n1 sha256 kb-notify-test-secret\n"
@@ -29,10 +29,6 @@ KEYS = parse_authkeys(KEYS_TEXT)
 DEADTIME = 1.0
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp: Path, port: int) -> Any:
@@ -106,7 +102,7 @@ async def _scenario(daemon: Daemon, port: int, run_dir: str, tmp: Path) -> dict[
 @pytest.mark.skipif(not hasattr(socket, "SO_BINDTODEVICE"), reason="Linux only")
 def test_node_up_and_node_dead_hooks_of_a_real_daemon(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_udp_port()
+    port = free_udp_port()
     cfg = _config(tmp_path, port)
     run_dir, state_dir = str(tmp_path / "run"), str(tmp_path / "state")
     Path(state_dir).mkdir()

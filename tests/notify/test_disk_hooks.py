@@ -4,7 +4,6 @@ disk, the lab's hardware) — with a hook that hangs, while the writes go on."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Callable, Iterator
 import pytest
 
 from kembar.lab.pair import Pair, wait_for
-from tests.disk.conftest import HW_SIZE, HwDisks, make_pair  # noqa: F401 (a fixture)
+from tests.disk.conftest import HwDisks, hw_pair_in, make_pair  # noqa: F401 (a fixture)
 from tests.disk.test_split_brain import _diverge, _standalone
 from tests.notify.hooks import HOOK, read_env
 
@@ -79,20 +78,8 @@ def hooked_hw_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
     """A disk pair on failing hardware disks, whose disk_detached hook hangs (10 s, killed
     after its 2 s timeout).  ``kbf-`` names, as ``tests.disk.conftest.hw_pair``."""
     root: Path = tmp_path_factory.mktemp("kbf-hook-")
-    hw = HwDisks(root, HW_SIZE)
-    pair: Pair | None = None
-    try:
-        (root / "pair").mkdir()
-        pair = Pair(root / "pair", size=HW_SIZE, backings={n: hw.path(n) for n in ("n1", "n2")},
-                    extra=_notify(root, sleep=10, timeout="2s"))
+    with hw_pair_in(root, extra=_notify(root, sleep=10, timeout="2s")) as (pair, hw):
         yield pair, hw, root / "hooks"
-    finally:
-        try:
-            if pair is not None:
-                pair.cleanup()
-        finally:
-            hw.stop()
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_disk_detached_hook_hangs_while_the_writes_go_on(

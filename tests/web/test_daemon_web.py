@@ -30,7 +30,7 @@ from kembar.lab.pair import Pair, alive, wait_for
 from kembar.manager.report import DiskReport, Report
 from kembar.membership.authkeys import parse_authkeys
 from kembar.membership.packet import Packet, encode
-from tests.lomembership import authkeys_file, lo_membership
+from tests.lomembership import authkeys_file, free_udp_port, lo_membership
 from tests.web.servers import Client, basic, csrf_of, free_port
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,6 @@ PASSWORD = "kb-web-test-password-4567"
 MiB = 2**20
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakePeer:
@@ -92,7 +88,7 @@ class Node1:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.hb_port = _free_udp_port()
+        self.hb_port = free_udp_port()
         self.web_port = free_port()
         keys = authkeys_file(root, KEYS_TEXT)
         pw = root / "kb-web.password"
