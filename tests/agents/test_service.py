@@ -216,6 +216,45 @@ def test_start_waits_until_the_command_listens(ctx: AgentContext, started: list[
         make_agent(res, ctx).start(5)
 
 
+def test_a_server_that_listens_is_started_without_a_settling_time(
+        ctx: AgentContext, started: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `listen`, the port listening is the start: the agent does not first sit out
+    the settling time that catches commands which exit at once (that wait was most of a
+    web server's start in every takeover).  The settling time is made 30 s here: start
+    would take 15 s (a quarter of its timeout) if it were waited for."""
+    import kembar.agents.service as service_mod
+    monkeypatch.setattr(service_mod, "SETTLE", 30.0)
+    port = _free_port()
+    quick = [sys.executable, "-c", "import socket, time; s = socket.socket(); "
+             f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-quick",
+                                              command=quick, listen=port, timeout=60))
+    agent = make_agent(res, ctx)
+    t0 = time.monotonic()
+    agent.start(60)
+    assert isinstance(agent, CommandService) and agent.child is not None
+    started.append(agent.child.pid)
+    assert time.monotonic() - t0 < 10 and service_mod.listening(port)
+    assert agent.monitor(5)
+    agent.stop(5)
+    # a server that listens and dies at once is no start, whichever the agent saw first
+    port = _free_port()
+    flaky = [sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+             f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(0.2); print('crash'); "
+             "sys.exit(4)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-flaky",
+                                              command=flaky, listen=port))
+    agent = make_agent(res, ctx)
+    try:
+        agent.start(5)
+    except AgentError as exc:
+        assert "exited (status 4)" in str(exc) and "crash" in str(exc)
+    else:  # it listened and was seen running: its first monitor finds it gone
+        assert isinstance(agent, CommandService) and agent.child is not None
+        started.append(agent.child.pid)
+        wait_for(lambda: not agent.monitor(5), 10, "the flaky server's monitor to fail")
+
+
 def test_stop_signal(ctx: AgentContext, started: list[int]) -> None:
     """A command that shuts down slowly on SIGTERM but at once on SIGQUIT (gunicorn)."""
     slow = [sys.executable, "-c", "import signal, sys, time\n"

@@ -100,11 +100,16 @@ class CommandService(Agent):
             raise AgentError(f"{self.name}: cannot start {self.command[0]}: "
                              f"{exc.strerror or exc}") from None
         self._write_pidfile(self.child.pid)
+        if self.resource.listen is not None:
+            # Listening is the sign of a started server: no settling time to sit out
+            # (it was most of a web server's start, and of every takeover's outage).
+            self._wait_listening(self.resource.listen, deadline)
+            log.info("%s: started (pid %d), listening on port %d", self.name,
+                     self.child.pid, self.resource.listen)
+            return
         try:
             rc = self.child.wait(min(SETTLE, deadline.left() / 4))
         except subprocess.TimeoutExpired:
-            if self.resource.listen is not None:
-                self._wait_listening(self.resource.listen, deadline)
             log.info("%s: started (pid %d)", self.name, self.child.pid)
             return
         self._remove_pidfile()
@@ -112,18 +117,23 @@ class CommandService(Agent):
                          f"must stay in the foreground): {self._log_tail()}")
 
     def _wait_listening(self, port: int, deadline: Deadline) -> None:
-        """Until a TCP socket listens on ``port`` here, or the child dies, or time is up."""
+        """Until a TCP socket listens on ``port`` here while the child runs, or the child
+        dies, or time is up."""
         child = self.child
         assert child is not None
-        while not listening(port):
-            if child.poll() is not None:
-                self._remove_pidfile()
-                raise AgentError(f"{self.name}: exited (status {child.returncode}) before "
-                                 f"listening on port {port}: {self._log_tail()}")
+        while True:
+            ready = listening(port)
+            if child.poll() is not None:  # checked after the port: a server that
+                self._remove_pidfile()    # listened and died is no start either
+                what = "after listening" if ready else f"before listening on port {port}"
+                raise AgentError(f"{self.name}: exited (status {child.returncode}) {what}: "
+                                 f"{self._log_tail()}")
+            if ready:
+                return
             if deadline.left() <= 0.05:
                 raise AgentError(f"{self.name}: nothing listens on port {port} yet "
                                  "(start timed out)")
-            time.sleep(0.01)
+            time.sleep(0.005)
 
     def stop(self, timeout: float) -> None:
         deadline = Deadline(timeout)
