@@ -255,6 +255,43 @@ def test_a_server_that_listens_is_started_without_a_settling_time(
         wait_for(lambda: not agent.monitor(5), 10, "the flaky server's monitor to fail")
 
 
+def test_another_programs_socket_on_the_port_is_no_start(ctx: AgentContext,
+                                                         started: list[int]) -> None:
+    """A socket that listened on the port before the service started (another program's,
+    on another address) is not taken for the service's: start waits for the service's own
+    socket, and fails, saying so, when it never comes."""
+    import socket
+    port = _free_port()
+    with socket.socket() as foreign:
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        foreign.bind(("127.0.0.1", port))
+        foreign.listen()
+        late = [sys.executable, "-c", "import socket, time; time.sleep(0.6); "
+                "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                f"s.bind(('127.0.0.2', {port})); s.listen(); time.sleep(60)"]
+        res = ServiceResource.model_validate(dict(type="service", name="kb-agt-own",
+                                                  command=late, listen=port))
+        agent = make_agent(res, ctx)
+        t0 = time.monotonic()
+        agent.start(10)
+        assert isinstance(agent, CommandService) and agent.child is not None
+        started.append(agent.child.pid)
+        assert time.monotonic() - t0 >= 0.5
+        agent.stop(5)
+        never = [sys.executable, "-c", "import time; time.sleep(60)"]
+        res = ServiceResource.model_validate(dict(type="service", name="kb-agt-never",
+                                                  command=never, listen=port))
+        agent = make_agent(res, ctx)
+        try:
+            with pytest.raises(AgentError, match=rf"does not listen on port {port} yet "
+                                                 r"\(another program's socket"):
+                agent.start(1.5)
+        finally:
+            if isinstance(agent, CommandService) and agent.child is not None:
+                started.append(agent.child.pid)
+                agent.stop(5)
+
+
 def test_stop_signal(ctx: AgentContext, started: list[int]) -> None:
     """A command that shuts down slowly on SIGTERM but at once on SIGQUIT (gunicorn)."""
     slow = [sys.executable, "-c", "import signal, sys, time\n"

@@ -86,6 +86,8 @@ class CommandService(Agent):
         deadline = Deadline(timeout)
         if self._running():
             return
+        port = self.resource.listen
+        others = listening_sockets(port) if port is not None else set()
         try:
             os.makedirs(self.ctx.run_dir, mode=0o700, exist_ok=True)
             with open(self.logfile, "ab") as out:
@@ -100,12 +102,12 @@ class CommandService(Agent):
             raise AgentError(f"{self.name}: cannot start {self.command[0]}: "
                              f"{exc.strerror or exc}") from None
         self._write_pidfile(self.child.pid)
-        if self.resource.listen is not None:
+        if port is not None:
             # Listening is the sign of a started server: no settling time to sit out
             # (it was most of a web server's start, and of every takeover's outage).
-            self._wait_listening(self.resource.listen, deadline)
+            self._wait_listening(port, others, deadline)
             log.info("%s: started (pid %d), listening on port %d", self.name,
-                     self.child.pid, self.resource.listen)
+                     self.child.pid, port)
             return
         try:
             rc = self.child.wait(min(SETTLE, deadline.left() / 4))
@@ -116,13 +118,19 @@ class CommandService(Agent):
         raise AgentError(f"{self.name}: exited at once (status {rc}; a supervised command "
                          f"must stay in the foreground): {self._log_tail()}")
 
-    def _wait_listening(self, port: int, deadline: Deadline) -> None:
-        """Until a TCP socket listens on ``port`` here while the child runs, or the child
-        dies, or time is up."""
+    def _wait_listening(self, port: int, others: set[int], deadline: Deadline) -> None:
+        """Until a new TCP socket listens on ``port`` here while the child runs, or the
+        child dies, or time is up.  ``others``: the sockets that listened on the port
+        before the child started (another program's, on another address): not the
+        child's, so no sign of its start."""
         child = self.child
         assert child is not None
+        if others:
+            log.warning("%s: port %d already has %d listening socket(s) of another "
+                        "program; waiting for the service's own", self.name, port,
+                        len(others))
         while True:
-            ready = listening(port)
+            ready = bool(listening_sockets(port) - others)
             if child.poll() is not None:  # checked after the port: a server that
                 self._remove_pidfile()    # listened and died is no start either
                 what = "after listening" if ready else f"before listening on port {port}"
@@ -131,7 +139,8 @@ class CommandService(Agent):
             if ready:
                 return
             if deadline.left() <= 0.05:
-                raise AgentError(f"{self.name}: nothing listens on port {port} yet "
+                held = " (another program's socket listens there)" if others else ""
+                raise AgentError(f"{self.name}: it does not listen on port {port} yet{held} "
                                  "(start timed out)")
             time.sleep(0.005)
 
@@ -213,18 +222,25 @@ class CommandService(Agent):
 
 def listening(port: int) -> bool:
     """Whether a TCP socket (IPv4 or IPv6) listens on ``port`` in this network namespace."""
+    return bool(listening_sockets(port))
+
+
+def listening_sockets(port: int) -> set[int]:
+    """The inodes of the TCP sockets (IPv4 or IPv6) that listen on ``port`` in this
+    network namespace (each a socket of its own, whatever address it is bound to)."""
     want = f":{port:04X}"
+    found: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as fh:
                 next(fh, None)
                 for line in fh:
                     parts = line.split()
-                    if len(parts) > 3 and parts[3] == "0A" and parts[1].endswith(want):
-                        return True
-        except OSError:
+                    if len(parts) > 9 and parts[3] == "0A" and parts[1].endswith(want):
+                        found.add(int(parts[9]))
+        except (OSError, ValueError):
             continue
-    return False
+    return found
 
 
 def _killpg(pgid: int, sig: int) -> None:
