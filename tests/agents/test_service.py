@@ -292,6 +292,41 @@ def test_another_programs_socket_on_the_port_is_no_start(ctx: AgentContext,
                 agent.stop(5)
 
 
+def test_workers_left_by_a_killed_server_are_ended_before_the_next_start(
+        ctx: AgentContext, started: list[int]) -> None:
+    """A server whose master is SIGKILLed leaves its workers (gunicorn's live on for
+    seconds) holding the listening socket: the next start — by a new agent, as after a
+    daemon restart — ends them first, else the new server could not listen."""
+    from kembar.agents.service import group_members, listening
+    port = _free_port()
+    server = [sys.executable, "-c",
+              "import os, socket, time; s = socket.socket(); "
+              "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              f"s.bind(('127.0.0.1', {port})); s.listen(); "
+              "os.fork() or time.sleep(60); time.sleep(60)"]
+    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-workers",
+                                              command=server, listen=port))
+    first = make_agent(res, ctx)
+    first.start(10)
+    assert isinstance(first, CommandService) and first.child is not None
+    master = first.child.pid
+    started.append(master)
+    wait_for(lambda: len(group_members(master)) == 2, 10, "the worker")
+    worker = next(p for p in group_members(master) if p != master)
+    started.append(worker)
+    os.kill(master, signal.SIGKILL)
+    first.child.wait(10)
+    assert listening(port) and group_members(master) == [worker]  # the worker holds it
+    second = make_agent(res, ctx)
+    second.start(10)
+    assert isinstance(second, CommandService) and second.child is not None
+    again = second.child.pid
+    started.append(again)
+    assert not alive(worker) and second.monitor(5) and listening(port)
+    second.stop(5)
+    assert not listening(port) and not group_members(again)
+
+
 def test_stop_signal(ctx: AgentContext, started: list[int]) -> None:
     """A command that shuts down slowly on SIGTERM but at once on SIGQUIT (gunicorn)."""
     slow = [sys.executable, "-c", "import signal, sys, time\n"

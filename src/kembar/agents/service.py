@@ -86,6 +86,7 @@ class CommandService(Agent):
         deadline = Deadline(timeout)
         if self._running():
             return
+        self._end_stragglers(deadline)
         port = self.resource.listen
         others = listening_sockets(port) if port is not None else set()
         try:
@@ -154,6 +155,7 @@ class CommandService(Agent):
         pid = self._adoptable()
         if pid is not None:
             self._stop_adopted(pid, deadline, grace)
+        self._end_stragglers(deadline)
         self._remove_pidfile()
 
     def monitor(self, timeout: float) -> bool:
@@ -176,6 +178,32 @@ class CommandService(Agent):
         except subprocess.TimeoutExpired:
             raise AgentError(f"{self.name}: pid {child.pid} survived SIGKILL") from None
         log.info("%s: stopped (status %s)", self.name, child.returncode)
+
+    def _end_stragglers(self, deadline: Deadline) -> None:
+        """SIGKILL what is left of the process group of the pid file's service when its
+        leader is gone: a server's workers outlive a SIGKILLed master (gunicorn's, for
+        seconds) and keep its port, so that the next start could not listen.  The group
+        is the service's own: we started it as a session and group leader (its pid is the
+        group's and the session's id), and the kernel reuses no pid that still names a
+        process group."""
+        try:
+            with open(self.pidfile) as fh:
+                pgid = int(fh.read().strip())
+        except (OSError, ValueError):
+            return
+        if pgid <= 1 or alive(pgid):
+            return  # the leader runs (adopted or stopped above), or no such group
+        left = group_members(pgid)
+        if not left:
+            return
+        log.warning("%s: SIGKILL to %s, left of pid %d's process group", self.name,
+                    ", ".join(map(str, left)), pgid)
+        _killpg(pgid, signal.SIGKILL)
+        until = time.monotonic() + min(5.0, max(deadline.left(), 0.1))
+        while group_members(pgid) and time.monotonic() < until:
+            time.sleep(0.01)
+        if group_members(pgid):
+            raise AgentError(f"{self.name}: processes of pid {pgid}'s group survived SIGKILL")
 
     def _stop_adopted(self, pid: int, deadline: Deadline, grace: float) -> None:
         group = _pgid(pid) == pid
@@ -240,6 +268,23 @@ def listening_sockets(port: int) -> set[int]:
                         found.add(int(parts[9]))
         except (OSError, ValueError):
             continue
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes (not zombies) whose process group and session are ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command: state, ppid, pgrp, session, ...
+        if len(fields) > 3 and fields[0] != "Z" and fields[2] == fields[3] == str(pgid):
+            found.append(int(entry))
     return found
 
 
