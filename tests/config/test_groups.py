@@ -175,3 +175,14 @@ def test_bad_vmac_gives_one_clear_error(change: tuple[str, str], message: str) -
     assert text != VMAC
     with pytest.raises(ConfigError, match=message):
         parse_cluster(text)
+
+
+def test_fencing_priority_delay_is_a_duration_off_by_default() -> None:
+    fence = '\n[fencing]\ncommand = ["fence-node", "{node}"]\n'
+    assert parse_cluster(GROUP + fence).fencing.priority_delay == 0.0  # type: ignore[union-attr]
+    cfg = parse_cluster(GROUP + fence + 'priority_delay = "5s"\n')
+    assert cfg.fencing is not None and cfg.fencing.priority_delay == 5.0
+    for bad, message in (('"-1s"', r"priority_delay"), ('"10m"', r"priority_delay.*300"),
+                         ("true", r"priority_delay.*boolean"), ('"soon"', r"priority_delay")):
+        with pytest.raises(ConfigError, match=message):
+            parse_cluster(GROUP + fence + f"priority_delay = {bad}\n")

@@ -98,3 +98,27 @@ def test_a_failed_monitor_restarts_from_the_first_failing_resource(
     loc.fail_counts.clear()
     asyncio.run(asyncio.wait_for(m._monitor("web"), 5))
     assert restarted == [1] and loc.fail_counts == {"probe /bin/true": 1}
+
+
+def test_a_delayed_fence_is_called_off_when_the_node_is_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Priority fencing: the side that does not run the group waits its delay, then fences
+    only if the node is still dead (a healed link brought it back: no shot)."""
+    from kembar.manager.view import Member
+
+    from kembar.config.groups import FencingConfig
+
+    m = manager(tmp_path)
+    marker = tmp_path / "shot"
+    fencing = FencingConfig.model_validate(
+        {"command": ["/bin/sh", "-c", f"echo {{node}} >> {marker}"], "priority_delay": "50ms"})
+    m.cfg = m.cfg.model_copy(update={"fencing": fencing})
+    beta = {"alive": True}
+    monkeypatch.setattr(m, "members", lambda: {
+        "alpha": Member("alpha", True), "beta": Member("beta", beta["alive"], incarnation=7)})
+    monkeypatch.setattr(m, "announce", lambda: None)
+    asyncio.run(m._fence("beta", 7, delay=0.05))  # back within the delay: not shot
+    assert not marker.exists() and "beta" not in m.fenced and "beta" not in m.fencing_now
+    beta["alive"] = False
+    asyncio.run(m._fence("beta", 7, delay=0.05))  # still dead after the delay: shot
+    assert marker.read_text() == "beta\n" and m.fenced["beta"] == 7

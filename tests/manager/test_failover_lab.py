@@ -26,7 +26,8 @@ def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool
                 auto_failback: bool = True, restarts: int = 1,
                 ping: list[str] | None = None, clone: bool = False,
                 vmac: bool = False, failure_timeout: str | None = None,
-                disk_options: dict[str, str] | None = None) -> Lab:
+                disk_options: dict[str, str] | None = None,
+                priority_delay: str | None = None) -> Lab:
     """The lab running the web group on node1: the full group (disk, fs, site, VIP,
     probe); with ``clone``, the site on every node's own disk as a clone + the VIP."""
     disk = not clone
@@ -36,7 +37,7 @@ def web_cluster(make_lab: Callable[..., Lab], private: bool = False, fence: bool
                                  ping=ping)
     gt = cluster.group_toml(lab.plan, restarts=restarts, fence=fence, disk=disk, probe=disk,
                             clone=clone, vmac=vmac, monitor="1s" if disk else "500ms",
-                            failure_timeout=failure_timeout)
+                            failure_timeout=failure_timeout, priority_delay=priority_delay)
     cluster.install(lab, membership=mt, groups=gt, auto_failback=auto_failback, disk=disk,
                     options=disk_options)
     if disk:
@@ -288,6 +289,33 @@ def test_partitions_with_and_without_fencing(make_lab: Callable[..., Lab],
             raise AssertionError([cluster.disk_status(lab, n) for n in ("node1", "node2")],
                                  cluster.sh(lab, "node1", "tail -40 /run/kembar/r0.log"),
                                  cluster.sh(lab, "node2", "tail -40 /run/kembar/r0.log")) from None
+
+
+def test_priority_fencing_keeps_the_group_on_its_owner_when_every_link_is_cut(
+        make_lab: Callable[..., Lab], poller: Callable[[Lab], Poller]) -> None:
+    """With `priority_delay`, the fence race of two nodes that only lost each other is won
+    by the owner: node1 (running the group) powers node2 off at once; node2 would have
+    waited 3 s before fencing node1.  The group never leaves node1, the client is served
+    throughout; node2 boots and rejoins as the standby."""
+    lab = web_cluster(make_lab, private=True, fence=True, priority_delay="3s")
+    poll = poller(lab)
+    time.sleep(0.5)
+    lab.partition("node1", "node2", "all")
+    cluster.wait(lambda: not lab.powered("node2"), 30, "node1 to fence node2")
+    time.sleep(3 + 2 * DEADTIME)  # past node2's delay: it would have fenced node1 by now
+    assert lab.powered("node1") and cluster.runs_on(lab) == ["node1"]
+    fenced = history(lab, "node1", "Fenced")[-1]
+    assert fenced["node"] == "node2", fenced
+    decisions = " ".join(e["text"] for e in history(lab, "node1", "Decision"))
+    assert "fence node2 so that web stays on node1" in decisions, decisions
+    assert len(history(lab, "node1", "GroupStopped")) == 0
+    gaps = outages(poll.stop())
+    assert not gaps, gaps  # the client never lost the site
+    # node2 comes back: it rejoins as the standby, the group stays on node1
+    lab.heal()
+    lab.boot("node2")
+    cluster.wait(lambda: cluster.synced(lab), 90, "node2's disk to resync")
+    assert cluster.runs_on(lab) == ["node1"] and lab.powered("node1")
 
 
 def test_a_node_that_loses_the_outside_world_gives_the_group_away(

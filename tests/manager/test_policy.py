@@ -39,6 +39,33 @@ def test_fencing_first_when_on_unless_the_owner_stopped_cleanly() -> None:
     assert one(View((replace(dead, clean_stop=True), N2), (g,), fencing=True)).kind == "start"
 
 
+def test_priority_fencing_the_owner_shoots_first_the_other_waits_its_delay() -> None:
+    """Pacemaker's priority-fencing-delay: every link cut, each node sees the other dead.
+    The owner's view: fence the lost peer at once and keep the group; the other's view:
+    fence the owner only after the delay (the daemon waits it)."""
+    g = replace(WEB, running_on=("node1",))
+    # node1's side: node2 dead, node1 runs the group
+    owner_side = View((N1, replace(N2, alive=False)), (g,), fencing=True, priority_fencing=True)
+    a = one(owner_side)
+    assert (a.kind, a.node, a.keeps, a.delayed) == ("fence", "node2", "node1", False)
+    assert "so that web stays on node1" in str(a) and "priority fencing" in a.why
+    # ... but not a peer that stopped cleanly, nor one already fenced, nor without priority
+    for peer in (replace(N2, alive=False, clean_stop=True), replace(N2, alive=False, fenced=True)):
+        assert decide(View((N1, peer), (g,), fencing=True, priority_fencing=True)) == []
+    assert decide(View((N1, replace(N2, alive=False)), (g,), fencing=True)) == []
+    # node2's side: node1 (the owner) dead: fence it, marked to wait the delay
+    other_side = View((replace(N1, alive=False), N2), (g,), fencing=True,
+                      priority_fencing=True)
+    a = one(other_side)
+    assert (a.kind, a.node, a.delayed, a.keeps) == ("fence", "node1", True, "")
+    assert "after the priority fencing delay" in str(a)
+    # without priority fencing the same fence has no delay
+    assert not one(replace(other_side, priority_fencing=False)).delayed
+    # once node1 is fenced, node2 takes over as before
+    fenced = replace(other_side, nodes=(replace(N1, alive=False, fenced=True), N2))
+    assert (one(fenced).kind, one(fenced).node) == ("start", "node2")
+
+
 def test_auto_failback_waits_for_the_resync_then_hands_over_in_order() -> None:
     g = replace(WEB, running_on=("node2",))
     resyncing = replace(N1, disk="Inconsistent", disk_synced=False)
@@ -118,9 +145,9 @@ subsets = st.lists(st.sampled_from(["node1", "node2"]), unique=True, max_size=2)
 @given(st.tuples(nodes, nodes).filter(lambda t: t[0].name != t[1].name),
        st.builds(Group, st.just("web"), st.sampled_from(["node1", "node2"]), st.booleans(),
                  subsets, subsets, st.sampled_from([None, "node1", "node2"])),
-       st.booleans())
-def test_invariants(ns: tuple[Node, Node], g: Group, fencing: bool) -> None:
-    v = View(ns, (g,), fencing)
+       st.booleans(), st.booleans())
+def test_invariants(ns: tuple[Node, Node], g: Group, fencing: bool, priority: bool) -> None:
+    v = View(ns, (g,), fencing, priority)
     acts = decide(v)
     starts = [a for a in acts if a.kind == "start"]
     assert len(starts) <= 1
@@ -140,6 +167,11 @@ def test_invariants(ns: tuple[Node, Node], g: Group, fencing: bool) -> None:
                 assert o.fenced
     for a in acts:
         assert a.why and a.group == "web" and str(a)
+        if a.kind == "fence":  # only the dead are fenced, never a clean stop, never twice
+            victim = v.node(a.node)
+            assert victim is not None and not victim.alive and not victim.clean_stop
+            assert not victim.fenced and fencing
+            assert not a.delayed or priority  # a delay only under priority fencing
 
 
 def test_monitor_failure_restarts_then_fails_and_a_dead_disk_fails_at_once() -> None:

@@ -250,12 +250,21 @@ class FencingConfig(_Frozen):
     ``command`` runs with ``{node}`` replaced by the victim's name and must exit 0 (the node
     is off) within ``timeout``; until it does, the group waits.  Without this table fencing
     is off: a takeover follows the death at once (Heartbeat's haresources behaviour).
+
+    ``priority_delay`` (Pacemaker's ``priority-fencing-delay``; 0, the default, is off): a
+    node that runs a group fences a peer declared dead at once, and a node that would take
+    a dead owner's group over waits this long before it fences the owner.  When the nodes
+    only lost each other (every link cut), the owner wins the race and keeps the group,
+    instead of being shot and the group moved; the price is this delay on the takeover
+    after a real crash of the owner.  A node that never came up after initdead is fenced
+    too (Pacemaker's startup-fencing).
     """
 
     command: list[StrictStr] = Field(min_length=1)
     timeout: float = 30.0
+    priority_delay: float = Field(0.0, ge=0, le=300)
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "priority_delay", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return to_seconds(value)

@@ -349,7 +349,9 @@ class Manager:
                 del self.wishes[name]
                 self.announce()
         for spec in self.specs:
-            view = group_view(spec, members, reports, self.cfg.fencing is not None)
+            fc = self.cfg.fencing
+            view = group_view(spec, members, reports, fc is not None,
+                              fc is not None and fc.priority_delay > 0)
             actions = decide(view)
             self._log_decisions(spec.name, actions)
             for a in actions:
@@ -366,7 +368,9 @@ class Manager:
     def _act(self, a: Action, members: dict[str, Member]) -> None:
         if a.kind == "fence":
             if fencer(members) == self.me and a.node not in self.fencing_now:
-                self._spawn(self._fence(a.node, members[a.node].incarnation or 0))
+                delay = self.cfg.fencing.priority_delay if (
+                    a.delayed and self.cfg.fencing is not None) else 0.0
+                self._spawn(self._fence(a.node, members[a.node].incarnation or 0, delay))
             return
         if a.node != self.me or a.kind == "wait":
             return
@@ -487,11 +491,24 @@ class Manager:
             entry["from"] = previous  # where it ran before (None: nowhere, or here)
         self.record(entry)
 
-    async def _fence(self, node: str, incarnation: int) -> None:
+    async def _fence(self, node: str, incarnation: int, delay: float = 0.0) -> None:
         assert self.cfg.fencing is not None
         fc = self.cfg.fencing
         argv = [part.replace("{node}", node) for part in fc.command]
         self.fencing_now.add(node)
+        if delay > 0:
+            # Priority fencing: the node that runs the group fences at once; this side
+            # waits, so that when both only lost each other the owner shoots first.
+            log.warning("fencing %s in %.1f s (priority fencing: it ran a group, so its "
+                        "side fences first if it is alive)", node, delay)
+            await asyncio.sleep(delay)
+            now = (self.members() or {}).get(node)
+            if now is not None and now.alive:
+                self.fencing_now.discard(node)
+                log.warning("not fencing %s: it is alive again after the priority fencing "
+                            "delay", node)
+                self.wake()
+                return
         t0 = time.time()
         log.warning("fencing %s: %s", node, " ".join(argv))
         try:

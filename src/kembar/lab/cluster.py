@@ -68,12 +68,14 @@ def membership_toml(plan: Plan, media: str = "bcast", keepalive: str = "2s",
 def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bool = True,
                monitor: str = "1s", restarts: int = 1, probe: bool = True,
                python: str = sys.executable, fence: bool = False, clone: bool = False,
-               vmac: bool = False, failure_timeout: str | None = None) -> str:
+               vmac: bool = False, failure_timeout: str | None = None,
+               priority_delay: str | None = None) -> str:
     """A resource group (pure): disk r0 promoted, ext4 mounted on /srv/data, the demo site
     (a service kembar supervises), the VIP (last: clients are sent here only once the site
     listens), and a probe of the site through the VIP; with ``fence``, the lab's power
-    switch as the fencing device; with ``clone`` (no disk), the site runs on every node and
-    only the VIP moves; with ``vmac``, the VIP carries a virtual MAC."""
+    switch as the fencing device (``priority_delay``: its priority fencing delay); with
+    ``clone`` (no disk), the site runs on every node and only the VIP moves; with ``vmac``,
+    the VIP carries a virtual MAC."""
     if clone and disk:
         raise ValueError("a cloned site needs the site's data on every node (disk=False)")
     res: list[list[str]] = []
@@ -100,7 +102,8 @@ def group_toml(plan: Plan, name: str = "web", preferred: str = "node1", disk: bo
         lines += ["", f"[[groups.{name}.resources]]", *r]
     if fence:
         lines += ["", "[fencing]", f'command = ["{python}", "-m", "kembar.lab.power", "off", '
-                                   '"{node}"]', 'timeout = "20s"']
+                                   '"{node}"]', 'timeout = "20s"',
+                  *([f'priority_delay = "{priority_delay}"'] if priority_delay else [])]
     return "\n".join(lines) + "\n"
 
 

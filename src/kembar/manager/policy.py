@@ -26,6 +26,11 @@ Rules (Heartbeat's haresources behaviour, and what users lost data to without th
   (the disk refuses a promotion its data does not allow);
 * before a takeover from a node that is dead (not cleanly stopped), that node is fenced when
   fencing is on; the start waits until fencing succeeded;
+* with priority fencing (Pacemaker's ``priority-fencing-delay``), a node that runs a group
+  also fences every peer declared dead (not cleanly stopped) at once, while the fencing
+  of a group's dead owner is marked to wait the delay first (the daemon waits it): when
+  the two nodes only lost each other (every link cut), the owner shoots first and keeps
+  the group, instead of being shot and the group moved;
 * a node whose connectivity is worse than a live peer's gives its groups away (ipfail);
 * ``standby`` of a node moves its groups off it; ``takeover`` pulls a group to a node: both
   as an orderly stop, then a start;
@@ -75,6 +80,7 @@ class View:
     nodes: tuple[Node, ...]
     groups: tuple[Group, ...]
     fencing: bool = False
+    priority_fencing: bool = False  # owners fence lost peers at once; others wait a delay
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -86,12 +92,17 @@ class Action:
     group: str
     node: str
     why: str
+    delayed: bool = False  # a fence under priority fencing that waits its delay first
+    keeps: str = ""  # a fence by the node running the group, which keeps it there
 
     def __str__(self) -> str:
         verb = {"start": "start", "stop": "stop", "fence": "fence", "wait": "wait for"}
-        return f"{verb[self.kind]} {self.group} on {self.node}: {self.why}" \
-            if self.kind != "fence" else f"fence {self.node} before {self.group} moves: " \
-            f"{self.why}"
+        if self.kind != "fence":
+            return f"{verb[self.kind]} {self.group} on {self.node}: {self.why}"
+        if self.keeps:
+            return f"fence {self.node} so that {self.group} stays on {self.keeps}: {self.why}"
+        later = " (after the priority fencing delay)" if self.delayed else ""
+        return f"fence {self.node}{later} before {self.group} moves: {self.why}"
 
 
 @dataclass
@@ -99,8 +110,8 @@ class _Plan:
     actions: list[Action] = field(default_factory=list)
 
     def add(self, kind: Literal["start", "stop", "fence", "wait"], g: Group, node: str,
-            why: str) -> None:
-        self.actions.append(Action(kind, g.name, node, why))
+            why: str, delayed: bool = False, keeps: str = "") -> None:
+        self.actions.append(Action(kind, g.name, node, why, delayed, keeps))
 
 
 def eligible(v: View, g: Group, n: Node, handover: bool = False,
@@ -207,7 +218,7 @@ def _decide_group(v: View, g: Group, plan: _Plan) -> None:
             continue
         if not d.fenced:
             plan.add("fence", g, d.name, f"{d.name} died while running {g.name} and "
-                                         "fencing is on")
+                                         "fencing is on", delayed=v.priority_fencing)
             return
     target = None
     if g.takeover_to:
@@ -232,6 +243,12 @@ def _decide_group(v: View, g: Group, plan: _Plan) -> None:
 
 
 def _keep_or_move(v: View, g: Group, here: Node, plan: _Plan) -> None:
+    if v.fencing and v.priority_fencing:
+        for d in v.nodes:
+            if not d.alive and not d.clean_stop and not d.fenced:
+                plan.add("fence", g, d.name, f"{d.name} was declared dead without a clean "
+                                             "stop; priority fencing shoots it before it "
+                                             f"can shoot {here.name}", keeps=here.name)
     if here.name in g.failed_on:
         plan.add("stop", g, here.name, f"{g.name} failed on {here.name} (restarts used up); "
                                        "it moves")

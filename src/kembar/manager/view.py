@@ -53,7 +53,7 @@ def fenced(node: Member, members: dict[str, Member], reports: dict[str, Report])
 
 
 def group_view(spec: GroupSpec, members: dict[str, Member], reports: dict[str, Report],
-               fencing: bool) -> View:
+               fencing: bool, priority_fencing: bool = False) -> View:
     nodes = []
     for name in sorted(members):
         m = members[name]
@@ -71,7 +71,8 @@ def group_view(spec: GroupSpec, members: dict[str, Member], reports: dict[str, R
     group = Group(name=spec.name, preferred=spec.preferred, auto_failback=spec.auto_failback,
                   running_on=running, failed_on=failed,
                   takeover_to=newest_wish(spec.name, members, reports))
-    return View(nodes=tuple(nodes), groups=(group,), fencing=fencing)
+    return View(nodes=tuple(nodes), groups=(group,), fencing=fencing,
+                priority_fencing=fencing and priority_fencing)
 
 
 def newest_wish(spec: str, members: dict[str, Member], reports: dict[str, Report]
