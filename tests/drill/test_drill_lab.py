@@ -81,7 +81,9 @@ def test_the_drill_passes_and_leaves_nothing_behind(live: Lab) -> None:
                         "service site killed": "PASS", "heartbeat link eth1 cut": "PASS"}
     assert out["passed"] and out["url"] == f"http://{lab.plan.vip}:80/health"
     moves = [r for r in out["results"] if r["scenario"].startswith("switchover")]
-    assert all(0 < r["outage"] < 30 for r in moves), moves  # the client saw each handover
+    # each handover measured (0: quicker than the client's polls could see: every poll was
+    # answered within the drill's 0.25 s, as a web server's start no longer waits 0.2 s)
+    assert all(0 <= r["outage"] < 30 for r in moves), moves
     link = next(r for r in out["results"] if r["scenario"].startswith("heartbeat"))
     assert link["outage"] == 0
     # nothing left behind
