@@ -48,6 +48,7 @@ log = logging.getLogger("kembar.manager")
 ROUND = 1.0  # seconds between decision rounds when nothing happens
 DISK_POLL = 0.5  # seconds between reads of the local disks' states
 CHECK_PEER_EVERY = 2.0  # seconds between two `check-peer` of one disk
+KEEP_FENCE_RETRY = 30.0  # seconds before an owner's failed shot at a lost peer is retried
 
 
 def _gen(uuids: Any) -> str:
@@ -370,7 +371,8 @@ class Manager:
             if fencer(members) == self.me and a.node not in self.fencing_now:
                 delay = self.cfg.fencing.priority_delay if (
                     a.delayed and self.cfg.fencing is not None) else 0.0
-                self._spawn(self._fence(a.node, members[a.node].incarnation or 0, delay))
+                self._spawn(self._fence(a.node, members[a.node].incarnation or 0, delay,
+                                        retry=KEEP_FENCE_RETRY if a.keeps else 1.0))
             return
         if a.node != self.me or a.kind == "wait":
             return
@@ -491,7 +493,8 @@ class Manager:
             entry["from"] = previous  # where it ran before (None: nowhere, or here)
         self.record(entry)
 
-    async def _fence(self, node: str, incarnation: int, delay: float = 0.0) -> None:
+    async def _fence(self, node: str, incarnation: int, delay: float = 0.0,
+                     retry: float = 1.0) -> None:
         assert self.cfg.fencing is not None
         fc = self.cfg.fencing
         argv = [part.replace("{node}", node) for part in fc.command]
@@ -530,7 +533,10 @@ class Manager:
                       out or "no output")
             self.record({"event": "FenceFailed", "node": node, "text":
                          f"fencing {node} failed: {out}"})
-            await asyncio.sleep(1.0)  # do not hammer the power switch
+            # Do not hammer the power switch: a takeover waits for this shot, so it is
+            # tried again after a second; an owner's shot at a lost peer (priority
+            # fencing) blocks nothing here, so it is tried again only after ``retry``.
+            await asyncio.sleep(retry)
         self.announce()
         self.wake()
 
