@@ -29,6 +29,18 @@ def test_check_ok(tmp_path: Path) -> None:
     assert result.stdout == "ok: cluster 'web', 2 nodes, 1 disk (r0: protocol C, port 7788)\n"
 
 
+def test_check_names_the_fencing_and_its_priority_delay(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    fence = '\n[fencing]\ncommand = ["/usr/local/sbin/fence-node", "{node}"]\n'
+    path.write_text(MINIMAL + fence)
+    result = _run("config", "check", "-c", str(path))
+    assert result.stdout.strip().endswith("port 7788), fencing by /usr/local/sbin/fence-node")
+    path.write_text(MINIMAL + fence + 'priority_delay = "5s"\n')
+    result = _run("config", "check", "-c", str(path))
+    assert result.stdout.strip().endswith(
+        "fencing by /usr/local/sbin/fence-node (priority delay 5 s)"), result.stdout
+
+
 def test_check_uses_env_and_plurals(tmp_path: Path) -> None:
     path = tmp_path / "env.toml"
     second = MINIMAL.replace("r0", "r1").split("[disks.r1]", 1)[1]

@@ -40,6 +40,10 @@ def _summary(cfg: ClusterConfig) -> str:
         summary += ", " + _plural(len(cfg.groups), "group") + " (" + "; ".join(
             f"{name} on {g.preferred}: " + ", ".join(r.describe() for r in g.resources)
             for name, g in cfg.groups.items()) + ")"
+    if cfg.fencing is not None:
+        summary += f", fencing by {cfg.fencing.command[0]}" + (
+            f" (priority delay {cfg.fencing.priority_delay:g} s)"
+            if cfg.fencing.priority_delay else "")
     if cfg.web is not None:
         summary += ", dashboard on " + ", ".join(cfg.web.listen) + (
             " (password)" if cfg.web.password() is not None else " (loopback, no password)")
