@@ -104,7 +104,9 @@ def test_loss_rules_drop_that_share_on_that_interface_both_ways() -> None:
 
 @pytest.mark.parametrize("args, why", [
     (["--iterations", "0"], "at least 1"), (["--faults", "crash,melt"], "unknown melt"),
-    (["--seed", "-3"], "--seed -3"), (["--name", "bad name!"], "")])
+    (["--seed", "-3"], "--seed -3"), (["--name", "bad name!"], ""),
+    (["--priority-delay", "soon"], "invalid duration"),
+    (["--priority-delay", "0"], "more than 0"), (["--priority-delay", "10m"], "300 s")])
 def test_torture_cli_refuses_bad_arguments_before_building_anything(
         args: list[str], why: str) -> None:
     res = CliRunner().invoke(cli, ["lab", "torture", "--dry-run", *args])
@@ -118,6 +120,9 @@ def test_torture_dry_run_prints_the_replayable_schedule() -> None:
     again = CliRunner().invoke(cli, ["lab", "torture", "--dry-run", "--seed", "42", "-i", "5"])
     assert again.output == res.output
     assert len([ln for ln in res.output.splitlines() if ln.strip()[:1].isdigit()]) == 5
+    pf = CliRunner().invoke(cli, ["lab", "torture", "--dry-run", "--seed", "42", "-i", "5",
+                                  "--priority-delay", "2s"])
+    assert "--iterations 5 --priority-delay 2s" in pf.output, pf.output
 
 
 def test_the_writer_writes_only_on_the_replicated_filesystem_itself() -> None:

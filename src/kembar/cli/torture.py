@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from kembar.config.units import UnitError, to_seconds
 from kembar.errors import ConfigError
 from kembar.lab.names import check_name
 from kembar.lab.torture.run import Torture, write_log
@@ -27,10 +28,12 @@ from kembar.lab.torture.schedule import KINDS, make_schedule, parse_kinds
               help="Comma-separated fault kinds (default: all): " + ", ".join(KINDS) + ".")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="The JSON log (default: ./torture-SEED.json).")
+@click.option("--priority-delay", metavar="DURATION", default=None,
+              help="Run the cluster with priority fencing ([fencing] priority_delay, e.g. 2s).")
 @click.option("--keep", is_flag=True, help="Leave the lab up at the end (to look around).")
 @click.option("--dry-run", is_flag=True, help="Print the schedule only.")
 def torture(name: str, iterations: int, seed: int | None, faults: str, log_path: str | None,
-            keep: bool, dry_run: bool) -> None:
+            priority_delay: str | None, keep: bool, dry_run: bool) -> None:
     """Torture a two-node cluster in the lab with a seeded schedule of faults.
 
     The full web group (disk, ext4, site, VIP) with fencing on, orders through the VIP and
@@ -46,6 +49,7 @@ def torture(name: str, iterations: int, seed: int | None, faults: str, log_path:
       kembar lab torture --iterations 50
       kembar lab torture --seed 2026 --iterations 200 --log torture-2026.json
       kembar lab torture --faults crash,partition --dry-run
+      kembar lab torture --faults partition --priority-delay 2s --iterations 10
 
     \b
     Exit status:
@@ -54,6 +58,12 @@ def torture(name: str, iterations: int, seed: int | None, faults: str, log_path:
     """
     check_name(name)
     kinds = parse_kinds(faults)
+    if priority_delay is not None:
+        try:
+            if not 0 < to_seconds(priority_delay) <= 300:
+                raise UnitError("from more than 0 to 300 s")
+        except UnitError as exc:
+            raise ConfigError(f"--priority-delay {priority_delay!r}: {exc}") from None
     if seed is None:
         seed = secrets.randbelow(10**6)
     if seed < 0:
@@ -61,13 +71,14 @@ def torture(name: str, iterations: int, seed: int | None, faults: str, log_path:
     schedule = make_schedule(seed, iterations, kinds)
     click.echo(f"torture: seed {seed}, {iterations} iterations, faults {','.join(kinds)}")
     click.echo(f"  replay: kembar lab torture --seed {seed} --iterations {iterations}"
-               + (f" --faults {','.join(kinds)}" if faults else ""))
+               + (f" --faults {','.join(kinds)}" if faults else "")
+               + (f" --priority-delay {priority_delay}" if priority_delay else ""))
     for f in schedule:
         click.echo(f"  {f.i:4d}  {f}")
     if dry_run:
         return
     path = Path(log_path or f"torture-{seed}.json")
-    t = Torture(name, schedule, say=click.echo)
+    t = Torture(name, schedule, say=click.echo, priority_delay=priority_delay)
     try:
         t.run(keep=keep)
     finally:

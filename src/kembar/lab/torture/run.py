@@ -58,8 +58,9 @@ def loss_rules(nic: str, percent: int) -> str:
 
 class Torture:
     def __init__(self, name: str, faults: list[Fault], say: Callable[[str], None] = print,
-                 disk_size: int = 64 * 2**20) -> None:
+                 disk_size: int = 64 * 2**20, priority_delay: str | None = None) -> None:
         self.name, self.faults, self.say, self.disk_size = name, faults, say, disk_size
+        self.priority_delay = priority_delay
         self.lab: Lab | None = None
         self.orders: Orders | None = None
         self.records: Records | None = None
@@ -118,12 +119,15 @@ class Torture:
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        self.say(f"building lab {self.name} (two nodes, a private link, fencing on)")
+        self.say(f"building lab {self.name} (two nodes, a private link, fencing on"
+                 + (f", priority delay {self.priority_delay}" if self.priority_delay else "")
+                 + ")")
         lab = self.lab = fresh_lab(self.name, private=True, disk_size=self.disk_size)
         mt = cluster.membership_toml(lab.plan, "two", keepalive=KEEPALIVE, deadtime=DEADTIME,
                                      initdead="5s")
         gt = cluster.group_toml(lab.plan, restarts=1, fence=True, monitor="1s",
-                                failure_timeout=FAILURE_TIMEOUT)
+                                failure_timeout=FAILURE_TIMEOUT,
+                                priority_delay=self.priority_delay)
         cluster.install(lab, membership=mt, groups=gt, auto_failback=True)
         cluster.prepare_site(lab)
         for n in lab.plan.node_names:
@@ -399,6 +403,6 @@ class Torture:
 
 def write_log(path: Path, seed: int, kinds: list[str], t: Torture) -> None:
     doc = {"kind": "kembar-torture", "version": 1, "seed": seed, "kinds": kinds,
-           "schedule": [f.to_json() for f in t.faults],
+           "priority_delay": t.priority_delay, "schedule": [f.to_json() for f in t.faults],
            "results": [o.to_json() for o in t.outcomes], "totals": t.totals()}
     path.write_text(json.dumps(doc, indent=1) + "\n")
