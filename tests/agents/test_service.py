@@ -191,19 +191,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _started_server(ctx: AgentContext, started: list[int], name: str, command: list[str],
+                    port: int, timeout: float = 5.0) -> CommandService:
+    """A supervised server with ``listen = port``, started (its pid noted for cleanup)."""
+    res = ServiceResource.model_validate(dict(type="service", name=name, command=command,
+                                              listen=port, timeout=timeout))
+    agent = make_agent(res, ctx)
+    agent.start(timeout)
+    assert isinstance(agent, CommandService) and agent.child is not None
+    started.append(agent.child.pid)
+    return agent
+
+
 def test_start_waits_until_the_command_listens(ctx: AgentContext, started: list[int]) -> None:
     """With `listen`, start returns only once the port listens (the VIP after it is never
     up before the service): here the server binds 0.6 s after it started."""
     port = _free_port()
     late = [sys.executable, "-c", "import socket, time; time.sleep(0.6); s = socket.socket(); "
             f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"]
-    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-late",
-                                              command=late, listen=port))
-    agent = make_agent(res, ctx)
     t0 = time.monotonic()
-    agent.start(5)
-    assert isinstance(agent, CommandService) and agent.child is not None
-    started.append(agent.child.pid)
+    agent = _started_server(ctx, started, "kb-agt-late", late, port)
     from kembar.agents.service import listening
     assert time.monotonic() - t0 >= 0.5 and listening(port)
     agent.stop(5)
@@ -227,13 +234,8 @@ def test_a_server_that_listens_is_started_without_a_settling_time(
     port = _free_port()
     quick = [sys.executable, "-c", "import socket, time; s = socket.socket(); "
              f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"]
-    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-quick",
-                                              command=quick, listen=port, timeout=60))
-    agent = make_agent(res, ctx)
     t0 = time.monotonic()
-    agent.start(60)
-    assert isinstance(agent, CommandService) and agent.child is not None
-    started.append(agent.child.pid)
+    agent = _started_server(ctx, started, "kb-agt-quick", quick, port, timeout=60)
     assert time.monotonic() - t0 < 10 and service_mod.listening(port)
     assert agent.monitor(5)
     agent.stop(5)
@@ -269,13 +271,8 @@ def test_another_programs_socket_on_the_port_is_no_start(ctx: AgentContext,
         late = [sys.executable, "-c", "import socket, time; time.sleep(0.6); "
                 "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
                 f"s.bind(('127.0.0.2', {port})); s.listen(); time.sleep(60)"]
-        res = ServiceResource.model_validate(dict(type="service", name="kb-agt-own",
-                                                  command=late, listen=port))
-        agent = make_agent(res, ctx)
         t0 = time.monotonic()
-        agent.start(10)
-        assert isinstance(agent, CommandService) and agent.child is not None
-        started.append(agent.child.pid)
+        agent = _started_server(ctx, started, "kb-agt-own", late, port, timeout=10)
         assert time.monotonic() - t0 >= 0.5
         agent.stop(5)
         never = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -304,24 +301,18 @@ def test_workers_left_by_a_killed_server_are_ended_before_the_next_start(
               "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
               f"s.bind(('127.0.0.1', {port})); s.listen(); "
               "os.fork() or time.sleep(60); time.sleep(60)"]
-    res = ServiceResource.model_validate(dict(type="service", name="kb-agt-workers",
-                                              command=server, listen=port))
-    first = make_agent(res, ctx)
-    first.start(10)
-    assert isinstance(first, CommandService) and first.child is not None
+    first = _started_server(ctx, started, "kb-agt-workers", server, port, timeout=10)
+    assert first.child is not None
     master = first.child.pid
-    started.append(master)
     wait_for(lambda: len(group_members(master)) == 2, 10, "the worker")
     worker = next(p for p in group_members(master) if p != master)
     started.append(worker)
     os.kill(master, signal.SIGKILL)
     first.child.wait(10)
     assert listening(port) and group_members(master) == [worker]  # the worker holds it
-    second = make_agent(res, ctx)
-    second.start(10)
-    assert isinstance(second, CommandService) and second.child is not None
+    second = _started_server(ctx, started, "kb-agt-workers", server, port, timeout=10)
+    assert second.child is not None
     again = second.child.pid
-    started.append(again)
     assert not alive(worker) and second.monitor(5) and listening(port)
     second.stop(5)
     assert not listening(port) and not group_members(again)
